@@ -1,0 +1,4 @@
+//! The installation service: the configuration registry of its hosted environments,
+//! pre-runs, installations and promotion requests.
+pub mod environments;
+pub mod store;

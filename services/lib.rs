@@ -1,0 +1,6 @@
+//! The environment promotion service pair: a package service that extracts versioned
+//! packages, and an installation service that plans and applies them.
+pub mod dev;
+pub mod installation;
+pub mod proto;
+pub mod shared;

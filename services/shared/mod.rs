@@ -1,0 +1,11 @@
+//! What both services share: configuration, identity, catalogs, objects, errors, and the
+//! serving plumbing.
+pub mod auth;
+pub mod catalog;
+pub mod config;
+pub mod convert;
+pub mod directory;
+pub mod errors;
+pub mod objects;
+pub mod pagination;
+pub mod serving;

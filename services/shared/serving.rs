@@ -1,0 +1,134 @@
+//! Plumbing every gRPC server here shares: token verification, health and reflection,
+//! logging, and shutdown on SIGINT/SIGTERM.
+use std::sync::Arc;
+use tonic::{metadata::MetadataMap, Code, Request, Status};
+
+use super::auth::{Identity, Permission, TokenError, TokenSigner};
+use super::config::LogFormat;
+use super::errors::status;
+
+/// Verifies the bearer token in `metadata`.
+pub fn authenticate(signer: &TokenSigner, metadata: &MetadataMap) -> Result<Identity, Status> {
+    let Some(header) = metadata.get("authorization") else {
+        return Err(status(
+            Code::Unauthenticated,
+            "TOKEN_MISSING",
+            "missing bearer token: send `authorization: Bearer <token>` (AuthService/IssueToken issues one)",
+            [],
+        ));
+    };
+    let token =
+        header.to_str().ok().and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer "))).ok_or_else(
+            || status(Code::Unauthenticated, "TOKEN_MALFORMED", "the authorization header is not `Bearer <token>`", []),
+        )?;
+    signer.verify(token.trim(), chrono::Utc::now()).map_err(|e| {
+        let reason = match e {
+            TokenError::Expired => "TOKEN_EXPIRED",
+            TokenError::BadSignature | TokenError::WrongIssuer => "TOKEN_INVALID",
+            TokenError::Malformed => "TOKEN_MALFORMED",
+        };
+        status(Code::Unauthenticated, reason, e.to_string(), [])
+    })
+}
+
+/// A tonic interceptor that rejects calls without a valid token and hands the caller's
+/// identity to the handler through the request extensions.
+pub fn auth_interceptor(signer: Arc<TokenSigner>) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone {
+    move |mut req: Request<()>| {
+        let identity = authenticate(&signer, req.metadata())?;
+        req.extensions_mut().insert(identity);
+        Ok(req)
+    }
+}
+
+/// The caller's identity, put there by [`auth_interceptor`].
+pub fn caller<T>(req: &Request<T>) -> Result<Identity, Status> {
+    req.extensions()
+        .get::<Identity>()
+        .cloned()
+        .ok_or_else(|| status(Code::Unauthenticated, "TOKEN_MISSING", "missing bearer token", []))
+}
+
+/// PERMISSION_DENIED naming the permission and environment.
+pub fn permission_denied(p: Permission, environment: &str) -> Status {
+    status(
+        Code::PermissionDenied,
+        "PERMISSION_DENIED",
+        format!("the caller lacks {} on environment {environment}", p.as_str()),
+        [("permission", p.as_str().to_string()), ("environment", environment.to_string())],
+    )
+}
+
+/// NOT_FOUND for an environment that does not exist or belongs to another organization.
+pub fn environment_not_found(id: &str) -> Status {
+    status(
+        Code::NotFound,
+        "ENVIRONMENT_NOT_FOUND",
+        format!("environment {id:?} not found"),
+        [("environment", id.to_string())],
+    )
+}
+
+/// The bearer token forwarded from the caller's request, for calls made on its behalf.
+pub fn bearer(metadata: &MetadataMap) -> Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> {
+    metadata.get("authorization").cloned()
+}
+
+/// Reflection v1 and v1alpha (grpcurl 1.8 speaks only v1alpha), serving our contracts and
+/// the health service's.
+pub fn reflection() -> (
+    tonic_reflection::server::v1::ServerReflectionServer<impl tonic_reflection::server::v1::ServerReflection>,
+    tonic_reflection::server::v1alpha::ServerReflectionServer<impl tonic_reflection::server::v1alpha::ServerReflection>,
+) {
+    let v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .expect("the descriptor sets are valid");
+    let v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .expect("the descriptor sets are valid");
+    (v1, v1alpha)
+}
+
+/// Installs the global tracing subscriber once (text or JSON), filtered by RUST_LOG.
+pub fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sled=warn,h2=warn,tower=warn,hyper=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler installs");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutdown signal received; draining calls");
+}
+
+/// A log span per call carrying the method and the caller's request id, if any.
+pub fn request_span(req: &http::Request<()>) -> tracing::Span {
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    tracing::info_span!("rpc", method = %req.uri().path(), request_id = %request_id)
+}
