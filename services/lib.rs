@@ -2,5 +2,6 @@
 //! packages, and an installation service that plans and applies them.
 pub mod dev;
 pub mod installation;
+pub mod package;
 pub mod proto;
 pub mod shared;

@@ -1,1 +1,167 @@
-fn main() {}
+//! The `promotion` binary: runs either service, development mode, and operator tools.
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use promotion::shared::config::{Config, LogFormat, ServiceKind};
+use promotion::shared::serving::{init_tracing, shutdown_signal};
+
+#[derive(Parser)]
+#[command(name = "promotion", version, about = "Environment promotion: package and installation services")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct ServiceArgs {
+    /// Configuration file (TOML).
+    #[arg(long, env = "PROMOTION_CONFIG")]
+    config: PathBuf,
+    /// Override the listen address.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Override the data directory.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Override any configuration value: --set limits.max_page_size=500 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+}
+
+impl ServiceArgs {
+    fn load(&self) -> Result<Config, String> {
+        let mut sets = self.sets.clone();
+        if let Some(l) = self.listen {
+            sets.push(format!("listen={l}"));
+        }
+        if let Some(d) = &self.data_dir {
+            sets.push(format!("data_dir={}", d.display()));
+        }
+        Config::load(&self.config, &sets)
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the package service (packages, tokens).
+    PackageService(ServiceArgs),
+    /// Run an installation service (environments, pre-runs, installations, promotions).
+    InstallationService(ServiceArgs),
+    /// Run both services in one process on loopback with demo data (development mode).
+    Dev {
+        /// Where both services keep their data; reused across restarts.
+        #[arg(long, env = "PROMOTION_DEV_DATA_DIR", default_value = ".promotion-dev")]
+        data_dir: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        package_addr: SocketAddr,
+        #[arg(long, default_value = "127.0.0.1:50052")]
+        installation_addr: SocketAddr,
+        /// Log as JSON lines instead of text.
+        #[arg(long)]
+        json_logs: bool,
+    },
+    /// Validate a configuration file without starting anything.
+    CheckConfig {
+        file: PathBuf,
+        /// Which service the file configures.
+        #[arg(long, value_enum, default_value = "auto")]
+        service: CheckKind,
+    },
+    /// Print the argon2id hash of a client secret for the configuration's `secret_hash`.
+    HashSecret {
+        /// The secret; read from standard input when omitted.
+        secret: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CheckKind {
+    Auto,
+    Package,
+    Installation,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::CheckConfig { file, service } => check_config(&file, service),
+        Command::HashSecret { secret } => hash_secret(secret),
+        command => run_async(command),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_async(command: Command) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
+    runtime.block_on(async move {
+        match command {
+            Command::PackageService(args) => {
+                let config = args.load()?;
+                init_tracing(config.log_format);
+                let listener = tokio::net::TcpListener::bind(config.listen)
+                    .await
+                    .map_err(|e| format!("bind {}: {e}", config.listen))?;
+                promotion::package::server::run(config, listener, shutdown_signal()).await.map_err(|e| e.to_string())
+            }
+            Command::InstallationService(args) => {
+                let config = args.load()?;
+                init_tracing(config.log_format);
+                let listener = tokio::net::TcpListener::bind(config.listen)
+                    .await
+                    .map_err(|e| format!("bind {}: {e}", config.listen))?;
+                let state = promotion::installation::server::open(config).map_err(|e| e.to_string())?;
+                promotion::installation::server::run(state, listener, shutdown_signal())
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Command::Dev { data_dir, package_addr, installation_addr, json_logs } => {
+                let log_format = if json_logs { LogFormat::Json } else { LogFormat::Text };
+                init_tracing(log_format);
+                let opts = promotion::dev::mode::DevOptions { data_dir, package_addr, installation_addr, log_format };
+                promotion::dev::mode::run(opts).await.map_err(|e| e.to_string())
+            }
+            Command::CheckConfig { .. } | Command::HashSecret { .. } => unreachable!("handled without a runtime"),
+        }
+    })
+}
+
+fn check_config(file: &std::path::Path, kind: CheckKind) -> Result<(), String> {
+    let config = Config::load(file, &[])?;
+    let kind = match kind {
+        CheckKind::Package => ServiceKind::Package,
+        CheckKind::Installation => ServiceKind::Installation,
+        // A file naming hosted environments configures an installation service.
+        CheckKind::Auto if config.hosted_environments.is_empty() => ServiceKind::Package,
+        CheckKind::Auto => ServiceKind::Installation,
+    };
+    config
+        .validate(kind)
+        .map_err(|problems| format!("{} is not valid:\n  {}", file.display(), problems.join("\n  ")))?;
+    let what = if kind == ServiceKind::Package { "package service" } else { "installation service" };
+    println!("{}: valid {what} configuration", file.display());
+    Ok(())
+}
+
+fn hash_secret(secret: Option<String>) -> Result<(), String> {
+    let secret = match secret {
+        Some(s) => s,
+        None => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).map_err(|e| e.to_string())?;
+            line.trim_end_matches(['\r', '\n']).to_string()
+        }
+    };
+    if secret.is_empty() {
+        return Err("the secret is empty".into());
+    }
+    println!("{}", promotion::shared::auth::hash_secret(&secret));
+    Ok(())
+}

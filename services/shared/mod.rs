@@ -1,5 +1,6 @@
 //! What both services share: configuration, identity, catalogs, objects, errors, and the
 //! serving plumbing.
+pub mod audit;
 pub mod auth;
 pub mod catalog;
 pub mod config;

@@ -132,3 +132,60 @@ pub fn request_span(req: &http::Request<()>) -> tracing::Span {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     tracing::info_span!("rpc", method = %req.uri().path(), request_id = %request_id)
 }
+
+/// Health of a server's services: NOT_SERVING until [`Health::serving`] and again from
+/// the moment shutdown starts.
+#[derive(Clone)]
+pub struct Health {
+    reporter: tonic_health::server::HealthReporter,
+    names: Vec<&'static str>,
+}
+
+impl Health {
+    pub async fn new(
+        names: Vec<&'static str>,
+    ) -> (Health, tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>) {
+        let (reporter, service) = tonic_health::server::health_reporter();
+        let health = Health { reporter, names };
+        health.set(tonic_health::ServingStatus::NotServing).await;
+        (health, service)
+    }
+
+    async fn set(&self, status: tonic_health::ServingStatus) {
+        self.reporter.set_service_status("", status).await;
+        for name in &self.names {
+            self.reporter.set_service_status(*name, status).await;
+        }
+    }
+
+    pub async fn serving(&self) {
+        self.set(tonic_health::ServingStatus::Serving).await;
+    }
+
+    pub async fn not_serving(&self) {
+        self.set(tonic_health::ServingStatus::NotServing).await;
+    }
+}
+
+/// A server builder with the settings every service here uses.
+pub fn server_builder() -> tonic::transport::Server {
+    tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .tcp_nodelay(true)
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then reports NOT_SERVING and
+/// drains in-flight calls.
+pub async fn serve(
+    router: tonic::transport::server::Router,
+    listener: tokio::net::TcpListener,
+    health: Health,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let signal = async move {
+        shutdown.await;
+        health.not_serving().await;
+    };
+    router.serve_with_incoming_shutdown(incoming, signal).await
+}

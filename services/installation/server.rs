@@ -1,0 +1,67 @@
+//! Starting and stopping the installation service: open the store, recover, build the
+//! gRPC router, serve until shutdown, flush.
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tonic::service::interceptor::InterceptedService;
+
+use super::grpc::{audit_service::AuditApi, environment_service::EnvironmentApi};
+use super::state::State;
+use super::store::Store;
+use crate::proto::v1 as pb;
+use crate::shared::auth::TokenSigner;
+use crate::shared::config::{Config, ServiceKind};
+use crate::shared::directory::Directory;
+use crate::shared::serving::{self, auth_interceptor, Health};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Opens the store and builds the shared handler state.
+pub fn open(config: Config) -> Result<Arc<State>, BoxError> {
+    let catalogs = config.validate(ServiceKind::Installation).map_err(|p| p.join("; "))?;
+    let store = Store::open(&config.data_dir)?;
+    let signer = Arc::new(TokenSigner::new(config.auth.signing_key.as_bytes(), &config.auth.issuer));
+    let directory = Directory::from_config(&config, &catalogs);
+    Ok(Arc::new(State::new(config, directory, store, signer)))
+}
+
+/// Runs the installation service on `listener` until `shutdown` resolves.
+pub async fn run(
+    state: Arc<State>,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), BoxError> {
+    let (health, health_service) = Health::new(vec![
+        "promotion.v1.EnvironmentService",
+        "promotion.v1.InstallationService",
+        "promotion.v1.PromotionService",
+        "promotion.v1.AuditService",
+    ])
+    .await;
+    let limit = state.config.limits.max_message_bytes;
+    let (reflection_v1, reflection_v1alpha) = serving::reflection();
+    let authed = auth_interceptor(state.signer.clone());
+    let router = serving::server_builder()
+        .trace_fn(serving::request_span)
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(InterceptedService::new(
+            pb::environment_service_server::EnvironmentServiceServer::new(EnvironmentApi::new(state.clone()))
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit),
+            authed.clone(),
+        ))
+        .add_service(InterceptedService::new(
+            pb::audit_service_server::AuditServiceServer::new(AuditApi::new(state.clone()))
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit),
+            authed.clone(),
+        ));
+    let router = super::grpc::add_installation_services(router, state.clone(), authed, limit);
+    health.serving().await;
+    tracing::info!(addr = %listener.local_addr()?, environments = ?state.config.hosted_environments, "installation service serving");
+    serving::serve(router, listener, health, shutdown).await?;
+    state.store.flush().await?;
+    tracing::info!("installation service stopped; store flushed");
+    Ok(())
+}

@@ -1,0 +1,73 @@
+//! What every installation-service handler shares: configuration, the environment
+//! directory, the store, per-environment write locks, and audit/authorisation helpers.
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use tonic::{Code, Status};
+
+use super::store::{Changes, Store};
+use crate::shared::audit::AuditEvent;
+use crate::shared::auth::{Identity, Permission, TokenSigner};
+use crate::shared::config::Config;
+use crate::shared::directory::{Directory, EnvironmentInfo};
+use crate::shared::errors::status;
+use crate::shared::serving::{environment_not_found, permission_denied};
+
+pub const SERVICE_NAME: &str = "installation-service";
+
+pub struct State {
+    pub config: Config,
+    pub directory: Directory,
+    pub store: Store,
+    pub signer: Arc<TokenSigner>,
+    hosted: HashSet<String>,
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl State {
+    pub fn new(config: Config, directory: Directory, store: Store, signer: Arc<TokenSigner>) -> Self {
+        let hosted = config.hosted_environments.iter().cloned().collect();
+        State { config, directory, store, signer, hosted, locks: Mutex::default() }
+    }
+
+    pub fn is_hosted(&self, env: &str) -> bool {
+        self.hosted.contains(env)
+    }
+
+    /// Writes into one environment are serialised: validation reads and the write that
+    /// follows happen under this lock.
+    pub async fn lock(&self, env: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = self.locks.lock().expect("lock map is never poisoned").entry(env.to_string()).or_default().clone();
+        lock.lock_owned().await
+    }
+
+    /// The environment, checked for the caller's organization and permission and for
+    /// being hosted here. Denials are audited.
+    pub async fn authorize(&self, caller: &Identity, env: &str, p: Permission) -> Result<Arc<EnvironmentInfo>, Status> {
+        let info = self.directory.visible(caller, env).ok_or_else(|| environment_not_found(env))?;
+        if !caller.allows(p, env) {
+            self.audit_denied(caller, env, p).await;
+            return Err(permission_denied(p, env));
+        }
+        if !self.is_hosted(env) {
+            return Err(status(
+                Code::FailedPrecondition,
+                "ENVIRONMENT_NOT_HOSTED",
+                format!("environment {env} is hosted by the installation service at {}", info.installation_service),
+                [("environment", env.to_string()), ("installation_service", info.installation_service.clone())],
+            ));
+        }
+        Ok(info)
+    }
+
+    /// Appends an ACCESS_DENIED event; the denied call itself writes nothing else.
+    pub async fn audit_denied(&self, caller: &Identity, env: &str, p: Permission) {
+        let event = AuditEvent::new(SERVICE_NAME, caller, env, "ACCESS_DENIED", ("environment", env))
+            .outcome(Code::PermissionDenied)
+            .detail("permission", p.as_str());
+        let mut changes = Changes::default();
+        changes.record(event.record_key(), &event);
+        if let Err(e) = self.store.write(env, changes, chrono::Utc::now()).await {
+            tracing::error!(error = %e, "could not record an ACCESS_DENIED audit event");
+        }
+    }
+}

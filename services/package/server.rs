@@ -1,0 +1,57 @@
+//! Starting and stopping the package service: open the store, build the gRPC router,
+//! serve until shutdown, flush.
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tonic::service::interceptor::InterceptedService;
+
+use super::grpc::{audit_service::AuditApi, auth_service::AuthApi};
+use super::state::State;
+use super::store::Store;
+use crate::proto::v1 as pb;
+use crate::shared::auth::TokenSigner;
+use crate::shared::config::{Config, ServiceKind};
+use crate::shared::directory::Directory;
+use crate::shared::serving::{self, auth_interceptor, Health};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Runs the package service on `listener` until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), BoxError> {
+    let catalogs = config.validate(ServiceKind::Package).map_err(|p| p.join("; "))?;
+    let (health, health_service) =
+        Health::new(vec!["promotion.v1.PackageService", "promotion.v1.AuthService", "promotion.v1.AuditService"]).await;
+    let store = Store::open(&config.data_dir)?;
+    let signer = Arc::new(TokenSigner::new(config.auth.signing_key.as_bytes(), &config.auth.issuer));
+    let directory = Directory::from_config(&config, &catalogs);
+    let limit = config.limits.max_message_bytes;
+    let state = Arc::new(State { config, directory, store: store.clone(), signer: signer.clone() });
+    let (reflection_v1, reflection_v1alpha) = serving::reflection();
+    let authed = auth_interceptor(signer);
+    let router = serving::server_builder()
+        .trace_fn(serving::request_span)
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(
+            pb::auth_service_server::AuthServiceServer::new(AuthApi::new(state.clone()))
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit),
+        )
+        .add_service(InterceptedService::new(
+            pb::audit_service_server::AuditServiceServer::new(AuditApi::new(state.clone()))
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit),
+            authed.clone(),
+        ));
+    let router = super::grpc::add_package_service(router, state.clone(), authed, limit);
+    health.serving().await;
+    tracing::info!(addr = %listener.local_addr()?, "package service serving");
+    serving::serve(router, listener, health, shutdown).await?;
+    store.flush().await?;
+    tracing::info!("package service stopped; store flushed");
+    Ok(())
+}

@@ -1,0 +1,211 @@
+//! Shared harness for integration tests: starts the real `promotion` binary in
+//! development mode on ephemeral loopback ports with a temporary data directory, and
+//! gives typed gRPC clients that carry a demo client's token.
+#![allow(dead_code, unused_imports)]
+
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use promotion::proto::v1 as pb;
+use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use tonic::{Request, Status};
+
+pub use promotion::shared::errors::{metadata_of, reason_of};
+
+/// A free loopback port. The tiny window between closing it and the service binding it
+/// is acceptable for tests.
+pub fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+/// `promotion dev` running as a child process; killed on drop.
+pub struct DevServices {
+    pub child: Child,
+    pub package_addr: SocketAddr,
+    pub installation_addr: SocketAddr,
+    pub data_dir: tempfile::TempDir,
+}
+
+impl DevServices {
+    pub async fn start() -> DevServices {
+        Self::start_in(tempfile::tempdir().unwrap()).await
+    }
+
+    /// Starts on an existing data directory (to test restarts).
+    pub async fn start_in(data_dir: tempfile::TempDir) -> DevServices {
+        let package_addr = free_addr();
+        let installation_addr = free_addr();
+        let child = Command::new(env!("CARGO_BIN_EXE_promotion"))
+            .args(["dev", "--data-dir"])
+            .arg(data_dir.path())
+            .args(["--package-addr", &package_addr.to_string(), "--installation-addr", &installation_addr.to_string()])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start promotion dev");
+        let services = DevServices { child, package_addr, installation_addr, data_dir };
+        services.wait_serving().await;
+        services
+    }
+
+    async fn wait_serving(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for addr in [self.package_addr, self.installation_addr] {
+            loop {
+                if health_status(addr).await == Some(1) {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "service at {addr} did not become SERVING");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    /// Stops the process with SIGKILL and returns the data directory for a restart.
+    pub fn kill(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.data_dir, dir)
+    }
+
+    /// Stops the process with SIGTERM (graceful) and waits for it.
+    pub fn terminate(mut self) -> (std::process::ExitStatus, tempfile::TempDir) {
+        unsafe_sigterm(self.child.id());
+        let status = self.child.wait().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        (status, std::mem::replace(&mut self.data_dir, dir))
+    }
+
+    pub fn package_url(&self) -> String {
+        format!("http://{}", self.package_addr)
+    }
+
+    pub fn installation_url(&self) -> String {
+        format!("http://{}", self.installation_addr)
+    }
+
+    pub async fn token(&self, client: &str) -> String {
+        issue_token(self.package_addr, client, &format!("{client}-secret")).await
+    }
+
+    /// Clients of both services carrying `client`'s token.
+    pub async fn clients(&self, client: &str) -> Clients {
+        Clients::connect(self.package_addr, self.installation_addr, Some(self.token(client).await)).await
+    }
+
+    /// Clients without any token.
+    pub async fn anonymous(&self) -> Clients {
+        Clients::connect(self.package_addr, self.installation_addr, None).await
+    }
+}
+
+impl Drop for DevServices {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn unsafe_sigterm(pid: u32) {
+    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+}
+
+/// Health of the whole server: Some(1) = SERVING, Some(2) = NOT_SERVING, None = down.
+pub async fn health_status(addr: SocketAddr) -> Option<i32> {
+    let channel = Channel::from_shared(format!("http://{addr}")).ok()?.connect().await.ok()?;
+    let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
+    let resp = client.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await.ok()?;
+    Some(resp.into_inner().status)
+}
+
+pub async fn channel(addr: SocketAddr) -> Channel {
+    Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap()
+}
+
+pub async fn issue_token(package_addr: SocketAddr, client_id: &str, secret: &str) -> String {
+    let mut auth = pb::auth_service_client::AuthServiceClient::new(channel(package_addr).await);
+    auth.issue_token(pb::IssueTokenRequest {
+        client_id: client_id.into(),
+        client_secret: secret.into(),
+        ttl_seconds: 0,
+    })
+    .await
+    .unwrap_or_else(|e| panic!("token for {client_id}: {e}"))
+    .into_inner()
+    .access_token
+}
+
+/// Adds `authorization: Bearer <token>` to every call (nothing when there is no token).
+#[derive(Clone)]
+pub struct Bearer(pub Option<MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+pub type Authed = InterceptedService<Channel, Bearer>;
+
+pub struct Clients {
+    pub auth: pb::auth_service_client::AuthServiceClient<Authed>,
+    pub packages: pb::package_service_client::PackageServiceClient<Authed>,
+    pub package_audit: pb::audit_service_client::AuditServiceClient<Authed>,
+    pub environments: pb::environment_service_client::EnvironmentServiceClient<Authed>,
+    pub installations: pb::installation_service_client::InstallationServiceClient<Authed>,
+    pub promotions: pb::promotion_service_client::PromotionServiceClient<Authed>,
+    pub installation_audit: pb::audit_service_client::AuditServiceClient<Authed>,
+}
+
+impl Clients {
+    pub async fn connect(package_addr: SocketAddr, installation_addr: SocketAddr, token: Option<String>) -> Clients {
+        let bearer = Bearer(token.map(|t| format!("Bearer {t}").parse().unwrap()));
+        let p = channel(package_addr).await;
+        let i = channel(installation_addr).await;
+        let limit = 64 * 1024 * 1024;
+        Clients {
+            auth: pb::auth_service_client::AuthServiceClient::with_interceptor(p.clone(), bearer.clone()),
+            packages: pb::package_service_client::PackageServiceClient::with_interceptor(p.clone(), bearer.clone())
+                .max_decoding_message_size(limit),
+            package_audit: pb::audit_service_client::AuditServiceClient::with_interceptor(p, bearer.clone()),
+            environments: pb::environment_service_client::EnvironmentServiceClient::with_interceptor(
+                i.clone(),
+                bearer.clone(),
+            )
+            .max_decoding_message_size(limit),
+            installations: pb::installation_service_client::InstallationServiceClient::with_interceptor(
+                i.clone(),
+                bearer.clone(),
+            )
+            .max_decoding_message_size(limit),
+            promotions: pb::promotion_service_client::PromotionServiceClient::with_interceptor(
+                i.clone(),
+                bearer.clone(),
+            ),
+            installation_audit: pb::audit_service_client::AuditServiceClient::with_interceptor(i, bearer),
+        }
+    }
+}
+
+/// The seed's example ids.
+pub const AGENCY_REQUEST_PROJ: &str = "6419b8b9001151ee258921a4f7597ba1";
+pub const ONBOARDING_TMPL: &str = "6419b8b9001151ee258921a4f7597bb2";
+pub const OFFBOARDING_TMPL: &str = "6419b8b9001151ee258921a4f7597bc3";
+pub const READINESS_PTLTAB: &str = "645e6435000b4aaebe4776f4a42ed5ad";
+
+/// Asserts a call failed with `code` and ErrorInfo `reason`.
+#[track_caller]
+pub fn assert_status<T: std::fmt::Debug>(result: Result<T, Status>, code: tonic::Code, reason: &str) -> Status {
+    let status = result.expect_err("the call should have failed");
+    assert_eq!(status.code(), code, "unexpected code: {status:?}");
+    assert_eq!(reason_of(&status).as_deref(), Some(reason), "unexpected reason: {status:?}");
+    status
+}
