@@ -287,7 +287,7 @@ pub fn plan_delete(store: &Store, env: &str, key: &ObjectKey, cascade: bool) -> 
             upserts.push(o);
         }
     }
-    Ok(Changes { upserts, deletes: doomed, records: Vec::new() })
+    Ok(Changes { upserts, deletes: doomed, ..Default::default() })
 }
 
 /// The closure of a package's roots, as a package carries it.

@@ -58,9 +58,19 @@ pub async fn run(
             authed.clone(),
         ));
     let router = super::grpc::add_installation_services(router, state.clone(), authed, limit);
+    let recovered = super::installer::recover(&state).await?;
+    if recovered > 0 {
+        tracing::warn!(count = recovered, "marked interrupted installations FAILED");
+    }
+    let (stop_outbox, outbox_stopped) = tokio::sync::oneshot::channel::<()>();
+    let outbox = tokio::spawn(super::outbox::run(state.clone(), async move {
+        let _ = outbox_stopped.await;
+    }));
     health.serving().await;
     tracing::info!(addr = %listener.local_addr()?, environments = ?state.config.hosted_environments, "installation service serving");
     serving::serve(router, listener, health, shutdown).await?;
+    let _ = stop_outbox.send(());
+    let _ = outbox.await;
     state.store.flush().await?;
     tracing::info!("installation service stopped; store flushed");
     Ok(())

@@ -4,6 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use tonic::{Code, Status};
 
+use super::package_client::PackageClient;
 use super::store::{Changes, Store};
 use crate::shared::audit::AuditEvent;
 use crate::shared::auth::{Identity, Permission, TokenSigner};
@@ -19,6 +20,10 @@ pub struct State {
     pub directory: Directory,
     pub store: Store,
     pub signer: Arc<TokenSigner>,
+    /// Reads packages on callers' behalf; None only when no package service is configured.
+    pub package_client: Option<PackageClient>,
+    /// Wakes the outbox delivery task after an installation.
+    pub outbox_wake: tokio::sync::Notify,
     hosted: HashSet<String>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -26,7 +31,17 @@ pub struct State {
 impl State {
     pub fn new(config: Config, directory: Directory, store: Store, signer: Arc<TokenSigner>) -> Self {
         let hosted = config.hosted_environments.iter().cloned().collect();
-        State { config, directory, store, signer, hosted, locks: Mutex::default() }
+        let package_client = config.package_service.as_deref().and_then(|a| PackageClient::new(a).ok());
+        State {
+            config,
+            directory,
+            store,
+            signer,
+            package_client,
+            outbox_wake: tokio::sync::Notify::new(),
+            hosted,
+            locks: Mutex::default(),
+        }
     }
 
     pub fn is_hosted(&self, env: &str) -> bool {

@@ -54,13 +54,15 @@ pub struct Changes {
     /// Full new versions; revision and update time are set by the store.
     pub upserts: Vec<ConfigObject>,
     pub deletes: Vec<ObjectKey>,
+    /// Earlier versions put back as they were, revision and write time included (rollback).
+    pub restores: Vec<ConfigObject>,
     /// Records of other modules: key (without the `X` prefix) -> value, or None to delete.
     pub records: Vec<(Vec<u8>, Option<Vec<u8>>)>,
 }
 
 impl Changes {
     pub fn is_empty(&self) -> bool {
-        self.upserts.is_empty() && self.deletes.is_empty() && self.records.is_empty()
+        self.upserts.is_empty() && self.deletes.is_empty() && self.restores.is_empty() && self.records.is_empty()
     }
 
     pub fn record<T: Serialize>(&mut self, key: Vec<u8>, value: &T) {
@@ -262,7 +264,8 @@ impl Store {
         let mut batch = sled::Batch::default();
         let mut removed: Vec<Vec<u8>> = Vec::new();
         let mut inserted: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-        let touches_objects = !changes.upserts.is_empty() || !changes.deletes.is_empty();
+        let touches_objects =
+            !changes.upserts.is_empty() || !changes.deletes.is_empty() || !changes.restores.is_empty();
         if touches_objects {
             state.revision += 1;
         }
@@ -275,13 +278,16 @@ impl Store {
             }
         }
         let mut written = Vec::with_capacity(changes.upserts.len());
-        for mut o in changes.upserts {
+        let restores = changes.restores.into_iter().map(|o| (o, false));
+        for (mut o, stamp) in changes.upserts.into_iter().map(|o| (o, true)).chain(restores) {
             match self.get(env, &o.obj_code, &o.id)? {
                 Some(old) => removed.extend(index_keys(env, &old)),
                 None => *count_delta.entry(o.obj_code.clone()).or_default() += 1,
             }
-            o.revision = state.revision;
-            o.update_time = Some(now);
+            if stamp {
+                o.revision = state.revision;
+                o.update_time = Some(now);
+            }
             inserted.push((object_key(env, &o.obj_code, &o.id), serde_json::to_vec(&o)?));
             for ik in index_keys(env, &o) {
                 let value = if ik[0] == b'D' { o.obj_code.as_bytes().to_vec() } else { Vec::new() };

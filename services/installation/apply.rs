@@ -1,0 +1,212 @@
+//! Applying a plan and rolling it back: the object writes, translation history and
+//! before-images of one installation, all as one atomic store write.
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+
+use super::history::{self, HistoryEntry};
+use super::plan::{translate, Action, Collision, Entry, PackageContent, Plan};
+use super::store::{Changes, Store, StoreError};
+use crate::shared::objects::{ConfigObject, ObjectKey};
+
+/// Per-entry outcome recorded on the installation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EntryStatus {
+    Installed,
+    Registered,
+    Skipped,
+    Failed,
+}
+
+/// One destination object an installation wrote or pruned, as it was before.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UndoObject {
+    pub key: ObjectKey,
+    /// None: the installation created it.
+    pub before: Option<ConfigObject>,
+    /// The installation deleted it (prune_children).
+    pub pruned: bool,
+}
+
+/// Everything an installation changed, so that a rollback can undo it exactly.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Undo {
+    pub objects: Vec<UndoObject>,
+    /// History entries before and after the installation.
+    pub history: Vec<(Option<HistoryEntry>, HistoryEntry)>,
+}
+
+pub struct Applied {
+    pub changes: Changes,
+    pub statuses: Vec<EntryStatus>,
+    pub undo: Undo,
+}
+
+/// Builds the atomic write for `plan`. `revision` is the destination revision the write
+/// will produce (writes are serialised, so it is the current one + 1).
+pub fn build(
+    store: &Store,
+    dest: &str,
+    content: &PackageContent,
+    plan: &Plan,
+    prune_children: bool,
+    installation_id: &str,
+    revision: u64,
+) -> Result<Result<Applied, Vec<String>>, StoreError> {
+    let by_id: HashMap<&str, &ConfigObject> = content.objects.iter().map(|o| (o.id.as_str(), o)).collect();
+    let targets: HashMap<String, String> =
+        plan.targets().into_iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+    let mut changes = Changes::default();
+    let mut undo = Undo::default();
+    let mut statuses = Vec::with_capacity(plan.entries.len());
+    let mut failures = Vec::new();
+    for e in &plan.entries {
+        let source = by_id[e.source_id.as_str()];
+        let status = match e.action {
+            Action::Ignore => EntryStatus::Skipped,
+            Action::UseExisting => EntryStatus::Registered,
+            _ => {
+                let name = if e.action == Action::CreateWithAltName { &e.alt_name } else { &e.name };
+                match translate(source, &e.target_id, name, &targets) {
+                    Ok(object) => {
+                        let before = store.get(dest, &e.obj_code, &e.target_id)?;
+                        undo.objects.push(UndoObject { key: object.key(), before, pruned: false });
+                        changes.upserts.push(object);
+                        EntryStatus::Installed
+                    }
+                    Err(reason) => {
+                        failures.push(format!("{}:{} ({reason})", e.obj_code, e.source_id));
+                        EntryStatus::Failed
+                    }
+                }
+            }
+        };
+        statuses.push(status);
+        if let Some(h) = history_after(store, dest, content, e, installation_id, revision)? {
+            let before = history::get(store, dest, &content.source_environment, &e.source_id)?;
+            if before.as_ref() != Some(&h) {
+                if let Some(old) = before.as_ref().filter(|old| old.target_id != h.target_id) {
+                    history::remove(&mut changes, dest, old);
+                }
+                history::put(&mut changes, dest, &h);
+                undo.history.push((before, h));
+            }
+        }
+    }
+    if !failures.is_empty() {
+        return Ok(Err(failures));
+    }
+    if prune_children {
+        prune(store, dest, content, plan, &mut changes, &mut undo)?;
+    }
+    Ok(Ok(Applied { changes, statuses, undo }))
+}
+
+/// The history entry an applied entry leaves behind.
+fn history_after(
+    store: &Store,
+    dest: &str,
+    content: &PackageContent,
+    e: &Entry,
+    installation_id: &str,
+    revision: u64,
+) -> Result<Option<HistoryEntry>, StoreError> {
+    let previous = history::get(store, dest, &content.source_environment, &e.source_id)?;
+    let written_revision = match e.action {
+        Action::Ignore => return Ok(None),
+        a if a.writes() => revision,
+        // A locally modified target stays locally modified: keep the last revision we wrote.
+        _ if e.collision == Collision::LocallyModified => match &previous {
+            Some(p) => p.written_revision,
+            None => return Ok(None),
+        },
+        _ => match store.get(dest, &e.obj_code, &e.target_id)? {
+            Some(t) => t.revision,
+            None => return Ok(None),
+        },
+    };
+    let same_target = previous.as_ref().is_some_and(|p| p.target_id == e.target_id);
+    Ok(Some(HistoryEntry {
+        source_environment: content.source_environment.clone(),
+        source_id: e.source_id.clone(),
+        obj_code: e.obj_code.clone(),
+        target_id: e.target_id.clone(),
+        written_revision,
+        created_by_promotion: e.action.creates() || (same_target && previous.is_some_and(|p| p.created_by_promotion)),
+        installation_id: installation_id.to_string(),
+    }))
+}
+
+/// Deletes destination children of overwritten objects that an earlier promotion from
+/// the same source created and the package no longer has. Locally created children are
+/// never touched.
+fn prune(
+    store: &Store,
+    dest: &str,
+    content: &PackageContent,
+    plan: &Plan,
+    changes: &mut Changes,
+    undo: &mut Undo,
+) -> Result<(), StoreError> {
+    let in_package: HashSet<&str> = content.objects.iter().map(|o| o.id.as_str()).collect();
+    let kept_targets: HashSet<&str> = plan.entries.iter().map(|e| e.target_id.as_str()).collect();
+    let mut queue: Vec<String> =
+        plan.entries.iter().filter(|e| e.action == Action::Overwriting).map(|e| e.target_id.clone()).collect();
+    while let Some(parent) = queue.pop() {
+        for child in store.children(dest, &parent)? {
+            if kept_targets.contains(child.id.as_str()) {
+                continue;
+            }
+            let Some(h) = history::by_target(store, dest, &child.id)? else { continue };
+            let ours = h.created_by_promotion && h.source_environment == content.source_environment;
+            if !ours || in_package.contains(h.source_id.as_str()) {
+                continue;
+            }
+            let before = store.get(dest, &child.obj_code, &child.id)?;
+            undo.objects.push(UndoObject { key: child.clone(), before, pruned: true });
+            changes.deletes.push(child.clone());
+            history::remove(changes, dest, &h);
+            undo.history.push((Some(h.clone()), h));
+            // Pruning a child prunes what it owns.
+            queue.push(child.id);
+        }
+    }
+    Ok(())
+}
+
+/// Objects an installation wrote that were changed by a later write (their revision is
+/// no longer the installation's), or that were recreated after being pruned.
+pub fn modified_since(
+    store: &Store,
+    dest: &str,
+    undo: &Undo,
+    installed_revision: u64,
+) -> Result<Vec<String>, StoreError> {
+    let mut modified = Vec::new();
+    for u in &undo.objects {
+        let now = store.get(dest, &u.key.obj_code, &u.key.id)?;
+        let changed = if u.pruned { now.is_some() } else { now.is_none_or(|o| o.revision != installed_revision) };
+        if changed {
+            modified.push(u.key.to_string());
+        }
+    }
+    Ok(modified)
+}
+
+/// The write that restores the before-images and history of an installation.
+pub fn rollback_changes(dest: &str, undo: &Undo) -> Changes {
+    let mut changes = Changes::default();
+    for u in &undo.objects {
+        match &u.before {
+            Some(o) => changes.restores.push(o.clone()),
+            None => changes.deletes.push(u.key.clone()),
+        }
+    }
+    // Undo history in reverse so the earliest before-image of an entry wins.
+    for (before, after) in undo.history.iter().rev() {
+        history::remove(&mut changes, dest, after);
+        if let Some(b) = before {
+            history::put(&mut changes, dest, b);
+        }
+    }
+    changes
+}

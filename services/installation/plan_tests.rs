@@ -1,0 +1,334 @@
+//! Planner and apply tests on a real store: matching, defaults, collisions, overrides,
+//! staleness, prune, rollback, and property tests over random object graphs.
+use chrono::Utc;
+use proptest::prelude::*;
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap};
+
+use super::apply::{self, build, rollback_changes};
+use super::environments::{self, plan_put};
+use super::plan::{self, Action, Collision, MatchKind, Override, PackageContent, Plan};
+use super::store::Store;
+use crate::shared::catalog::{workfront, Catalog};
+use crate::shared::objects::{ConfigObject, EntityRef, ObjectCollection, ObjectKey, Reference};
+
+fn obj(code: &str, n: u32, name: &str) -> ConfigObject {
+    ConfigObject {
+        obj_code: code.into(),
+        id: format!("{n:032x}"),
+        name: name.into(),
+        fields: Default::default(),
+        parent: None,
+        references: vec![],
+        revision: 0,
+        update_time: None,
+    }
+}
+
+fn owned(mut o: ConfigObject, parent: &ConfigObject) -> ConfigObject {
+    o.parent = Some(parent.key());
+    o
+}
+
+fn refer(mut o: ConfigObject, field: &str, target: &ConfigObject) -> ConfigObject {
+    o.references.push(Reference {
+        field: field.into(),
+        obj_code: target.obj_code.clone(),
+        id: target.id.clone(),
+        optional: false,
+    });
+    o
+}
+
+async fn put(store: &Store, env: &str, catalog: &Catalog, objects: Vec<ConfigObject>) {
+    let changes = plan_put(store, env, catalog, objects).unwrap();
+    store.write(env, changes, Utc::now()).await.unwrap();
+}
+
+/// Extracts the template package from `dev`.
+fn extract(store: &Store, catalog: &Catalog, root: &ConfigObject) -> PackageContent {
+    let roots = vec![ObjectCollection {
+        obj_code: root.obj_code.clone(),
+        entities: vec![EntityRef { id: root.id.clone(), name: String::new() }],
+    }];
+    let export = environments::export(store, "dev", catalog, &roots).unwrap();
+    PackageContent {
+        package_id: "p".into(),
+        version: 1,
+        digest: "d".into(),
+        source_environment: "dev".into(),
+        objects: export.objects,
+        external_references: export.external_references,
+    }
+}
+
+async fn install(store: &Store, catalog: &Catalog, content: &PackageContent, plan: &Plan, prune: bool) -> apply::Undo {
+    let revision = store.env_state("qa").unwrap().revision + 1;
+    let applied = build(store, "qa", content, plan, prune, "i", revision).unwrap().unwrap();
+    let _ = catalog;
+    store.write("qa", applied.changes, Utc::now()).await.unwrap();
+    applied.undo
+}
+
+fn entry<'a>(plan: &'a Plan, id: &ConfigObject) -> &'a plan::Entry {
+    plan.entries.iter().find(|e| e.source_id == id.id).unwrap()
+}
+
+/// dev: template with two tasks referencing groups; qa: one group with the same name.
+async fn scenario() -> (tempfile::TempDir, Store, Catalog, Vec<ConfigObject>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let wf = workfront();
+    let ops = obj("GROUP", 1, "Ops");
+    let design = obj("GROUP", 2, "Design");
+    let mut tmpl = refer(obj("TMPL", 3, "Onboarding"), "owner", &ops);
+    tmpl.fields = json!({"duration": 5}).as_object().unwrap().clone();
+    let t1 = refer(owned(obj("TTSK", 4, "Kick-off"), &tmpl), "group", &ops);
+    let t2 = refer(refer(owned(obj("TTSK", 5, "Design"), &tmpl), "group", &design), "predecessor", &t1);
+    let objects = vec![ops, design, tmpl, t1, t2];
+    put(&store, "dev", &wf, objects.clone()).await;
+    put(&store, "qa", &wf, vec![obj("GROUP", 100, "Ops")]).await;
+    (dir, store, wf, objects)
+}
+
+#[tokio::test]
+async fn first_promotion_creates_and_name_matches_then_repeats_as_useexisting() {
+    let (_dir, store, wf, o) = scenario().await;
+    let content = extract(&store, &wf, &o[2]);
+    let p = plan::plan(&store, "qa", &wf, &content).unwrap();
+    let ops = entry(&p, &o[0]);
+    assert_eq!(
+        (ops.action, ops.matched_by, ops.collision),
+        (Action::UseExisting, MatchKind::Name, Collision::NameMatch)
+    );
+    assert_eq!(ops.target_id, format!("{:032x}", 100));
+    for created in [&o[1], &o[2], &o[3], &o[4]] {
+        assert_eq!(entry(&p, created).action, Action::Create);
+    }
+    assert!(p.entries.iter().all(|e| e.is_valid));
+    install(&store, &wf, &content, &p, false).await;
+
+    // Every reference points at qa ids.
+    let qa_tmpl = store.get("qa", "TMPL", &entry(&p, &o[2]).target_id).unwrap().unwrap();
+    assert_eq!(qa_tmpl.references[0].id, format!("{:032x}", 100));
+    let qa_t2 = store.get("qa", "TTSK", &entry(&p, &o[4]).target_id).unwrap().unwrap();
+    assert_eq!(qa_t2.parent.unwrap().id, qa_tmpl.id);
+    assert!(qa_t2.references.iter().any(|r| r.id == entry(&p, &o[3]).target_id));
+
+    let again = plan::plan(&store, "qa", &wf, &content).unwrap();
+    assert!(again.entries.iter().all(|e| e.action == Action::UseExisting), "{:?}", again.summary());
+    assert!(again
+        .entries
+        .iter()
+        .filter(|e| e.obj_code != "GROUP" || e.source_id != o[0].id)
+        .all(|e| e.matched_by == MatchKind::History));
+}
+
+#[tokio::test]
+async fn source_changes_overwrite_and_local_edits_are_never_silently_overwritten() {
+    let (_dir, store, wf, o) = scenario().await;
+    let content = extract(&store, &wf, &o[2]);
+    let first = plan::plan(&store, "qa", &wf, &content).unwrap();
+    install(&store, &wf, &content, &first, false).await;
+
+    let mut changed = o[2].clone();
+    changed.fields = json!({"duration": 9}).as_object().unwrap().clone();
+    put(&store, "dev", &wf, vec![changed.clone()]).await;
+    let content2 = extract(&store, &wf, &o[2]);
+    let p = plan::plan(&store, "qa", &wf, &content2).unwrap();
+    let e = entry(&p, &o[2]);
+    assert_eq!(e.action, Action::Overwriting);
+    assert_eq!(e.changes.len(), 1);
+    assert_eq!(e.changes[0].path, "fields.duration");
+    assert_eq!((e.changes[0].before.clone(), e.changes[0].after.clone()), (json!(5), json!(9)));
+
+    // Edit the template in qa: the next plan keeps it, flagged.
+    let mut local = store.get("qa", "TMPL", &e.target_id).unwrap().unwrap();
+    local.name = "Onboarding (qa)".into();
+    put(&store, "qa", &wf, vec![local]).await;
+    let p = plan::plan(&store, "qa", &wf, &content2).unwrap();
+    let e = entry(&p, &o[2]);
+    assert_eq!((e.action, e.collision), (Action::UseExisting, Collision::LocallyModified));
+    assert!(e.changes.iter().any(|c| c.path == "name"));
+}
+
+#[tokio::test]
+async fn stale_plans_are_detected() {
+    let (_dir, store, wf, o) = scenario().await;
+    let content = extract(&store, &wf, &o[2]);
+    let p = plan::plan(&store, "qa", &wf, &content).unwrap();
+    assert!(plan::stale_entries(&store, "qa", &wf, "dev", &p).unwrap().is_empty());
+    // A matched object changes in qa.
+    let mut g = store.get("qa", "GROUP", &format!("{:032x}", 100)).unwrap().unwrap();
+    g.fields.insert("x".into(), json!(1));
+    put(&store, "qa", &wf, vec![g]).await;
+    assert_eq!(plan::stale_entries(&store, "qa", &wf, "dev", &p).unwrap().len(), 1);
+    // A planned CREATE of a unique name now collides.
+    put(&store, "qa", &wf, vec![obj("GROUP", 101, "Design")]).await;
+    assert_eq!(plan::stale_entries(&store, "qa", &wf, "dev", &p).unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn overrides_are_validated_and_ignore_cascades() {
+    let (_dir, store, wf, o) = scenario().await;
+    let content = extract(&store, &wf, &o[2]);
+    let mut p = plan::plan(&store, "qa", &wf, &content).unwrap();
+    let create_ops = Override {
+        obj_code: "GROUP".into(),
+        source_id: o[0].id.clone(),
+        action: Some(Action::Create),
+        ..Default::default()
+    };
+    assert!(plan::apply_overrides(&store, "qa", &mut p, &[create_ops]).unwrap().is_empty());
+    plan::validate(&store, "qa", &wf, &content, &mut p).unwrap();
+    assert_eq!(entry(&p, &o[0]).reason, "NAME_CONFLICT");
+
+    let alt = Override {
+        obj_code: "GROUP".into(),
+        source_id: o[0].id.clone(),
+        action: Some(Action::CreateWithAltName),
+        alt_name: "Ops (dev)".into(),
+        ..Default::default()
+    };
+    plan::apply_overrides(&store, "qa", &mut p, &[alt]).unwrap();
+    plan::validate(&store, "qa", &wf, &content, &mut p).unwrap();
+    assert!(p.entries.iter().all(|e| e.is_valid), "{:?}", p.invalid_entries());
+
+    let ignore = Override {
+        obj_code: "TMPL".into(),
+        source_id: o[2].id.clone(),
+        action: Some(Action::Ignore),
+        ..Default::default()
+    };
+    plan::apply_overrides(&store, "qa", &mut p, &[ignore]).unwrap();
+    plan::validate(&store, "qa", &wf, &content, &mut p).unwrap();
+    assert_eq!(entry(&p, &o[3]).action, Action::Ignore, "tasks follow their ignored template");
+
+    let unknown = Override { obj_code: "ROLE".into(), source_id: "f".repeat(32), ..Default::default() };
+    assert_eq!(plan::apply_overrides(&store, "qa", &mut p, &[unknown]).unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn prune_removes_only_promoted_children_and_rollback_restores() {
+    let (_dir, store, wf, o) = scenario().await;
+    let content = extract(&store, &wf, &o[2]);
+    let p = plan::plan(&store, "qa", &wf, &content).unwrap();
+    install(&store, &wf, &content, &p, false).await;
+    let qa_tmpl = entry(&p, &o[2]).target_id.clone();
+    let local_task = owned(obj("TTSK", 200, "QA-only step"), &store.get("qa", "TMPL", &qa_tmpl).unwrap().unwrap());
+    put(&store, "qa", &wf, vec![local_task.clone()]).await;
+
+    // Delete task 2 at the source (it references task 1 only from its own side).
+    let changes = environments::plan_delete(&store, "dev", &o[4].key(), false).unwrap();
+    store.write("dev", changes, Utc::now()).await.unwrap();
+    let mut changed = o[2].clone();
+    changed.fields.insert("duration".into(), json!(7));
+    put(&store, "dev", &wf, vec![changed]).await;
+    let content2 = extract(&store, &wf, &o[2]);
+    let before = qa_snapshot(&store);
+    let p2 = plan::plan(&store, "qa", &wf, &content2).unwrap();
+    let undo = install(&store, &wf, &content2, &p2, true).await;
+    assert!(store.get("qa", "TTSK", &entry(&p, &o[4]).target_id).unwrap().is_none(), "promoted child pruned");
+    assert!(store.get("qa", "TTSK", &local_task.id).unwrap().is_some(), "local child kept");
+
+    let installed_revision = store.env_state("qa").unwrap().revision;
+    assert!(apply::modified_since(&store, "qa", &undo, installed_revision).unwrap().is_empty());
+    store.write("qa", rollback_changes("qa", &undo), Utc::now()).await.unwrap();
+    assert_eq!(qa_snapshot(&store), before, "rollback restores the exact prior state");
+}
+
+/// Every object in qa, without write metadata.
+fn qa_snapshot(store: &Store) -> BTreeMap<ObjectKey, ConfigObject> {
+    let mut all = BTreeMap::new();
+    for t in workfront().types {
+        for o in store.all_of_type("qa", &t.obj_code).unwrap() {
+            all.insert(o.key(), o);
+        }
+    }
+    all
+}
+
+/// A random template graph: groups, a template, tasks referencing groups and earlier tasks.
+fn graph(groups: usize, tasks: Vec<(usize, Option<usize>)>) -> Vec<ConfigObject> {
+    let mut out: Vec<ConfigObject> = (0..groups).map(|g| obj("GROUP", 1 + g as u32, &format!("Group {g}"))).collect();
+    let tmpl = refer(obj("TMPL", 1000, "Template"), "owner", &out[0]);
+    out.push(tmpl.clone());
+    let mut task_objs: Vec<ConfigObject> = Vec::new();
+    for (i, (g, pred)) in tasks.into_iter().enumerate() {
+        let mut t = refer(owned(obj("TTSK", 2000 + i as u32, &format!("Task {i}")), &tmpl), "group", &out[g % groups]);
+        if let Some(p) = pred.filter(|p| *p < task_objs.len()) {
+            t = refer(t, "predecessor", &task_objs[p]);
+        }
+        task_objs.push(t);
+    }
+    out.extend(task_objs);
+    out
+}
+
+fn translated_content(store: &Store, plan: &Plan) -> Vec<ConfigObject> {
+    plan.entries
+        .iter()
+        .map(|e| {
+            let mut o = store.get("qa", &e.obj_code, &e.target_id).unwrap().unwrap();
+            o.revision = 0;
+            o.update_time = None;
+            o
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, .. ProptestConfig::default() })]
+
+    /// Install then read back equals the package content modulo id translation; a
+    /// repeated plan is all USEEXISTING; rollback restores the exact prior state.
+    #[test]
+    fn install_is_faithful_repeatable_and_reversible(
+        groups in 1usize..5,
+        tasks in proptest::collection::vec((0usize..5, proptest::option::of(0usize..20)), 0..20),
+        qa_names in proptest::collection::vec(0usize..5, 0..3),
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(dir.path()).unwrap();
+            let wf = workfront();
+            let objects = graph(groups, tasks);
+            put(&store, "dev", &wf, objects.clone()).await;
+            let mut qa: Vec<ConfigObject> = Vec::new();
+            for (i, g) in qa_names.iter().enumerate() {
+                let name = format!("Group {}", g % groups);
+                if !qa.iter().any(|o| o.name == name) {
+                    qa.push(obj("GROUP", 5000 + i as u32, &name));
+                }
+            }
+            if !qa.is_empty() {
+                put(&store, "qa", &wf, qa).await;
+            }
+            let before = qa_snapshot(&store);
+            let tmpl = objects.iter().find(|o| o.obj_code == "TMPL").unwrap();
+            let content = extract(&store, &wf, tmpl);
+            let p = plan::plan(&store, "qa", &wf, &content).unwrap();
+            prop_assert!(p.entries.iter().all(|e| e.is_valid), "{:?}", p.invalid_entries());
+            let undo = install(&store, &wf, &content, &p, false).await;
+
+            let targets: HashMap<String, String> = p.targets().into_iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+            let installed = translated_content(&store, &p);
+            for (e, got) in p.entries.iter().zip(&installed) {
+                let source = content.objects.iter().find(|o| o.id == e.source_id).unwrap();
+                if e.action == Action::Create {
+                    let want = plan::translate(source, &e.target_id, &source.name, &targets).unwrap();
+                    prop_assert_eq!(got, &want);
+                }
+            }
+            let again = plan::plan(&store, "qa", &wf, &content).unwrap();
+            prop_assert!(again.entries.iter().all(|e| e.action == Action::UseExisting));
+
+            let revision = store.env_state("qa").unwrap().revision;
+            prop_assert!(apply::modified_since(&store, "qa", &undo, revision).unwrap().is_empty());
+            store.write("qa", rollback_changes("qa", &undo), Utc::now()).await.unwrap();
+            prop_assert_eq!(qa_snapshot(&store), before);
+            Ok(())
+        })?;
+    }
+}
