@@ -149,19 +149,86 @@ fn entry_to_proto(e: &Entry, status: Option<EntryStatus>) -> pb::TranslationEntr
     }
 }
 
-fn translation_map(plan: &Plan, statuses: &[EntryStatus]) -> HashMap<String, pb::TypeTranslation> {
-    let mut map: HashMap<String, pb::TypeTranslation> = HashMap::new();
-    for (i, e) in plan.entries.iter().enumerate() {
-        map.entry(e.obj_code.clone())
-            .or_default()
-            .entries
-            .insert(e.source_id.clone(), entry_to_proto(e, statuses.get(i).copied()));
-    }
-    map
+/// Which entries a response carries: a page in display order (invalid first, then the
+/// ones that change something, then the rest, each in install order), bounded by count
+/// or by about 768 KiB so that no message exceeds 1 MiB.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EntryPage {
+    pub offset: usize,
+    /// 0: as many as fit the byte budget.
+    pub size: usize,
 }
 
-pub fn pre_run_to_proto(r: &PreRunRecord) -> pb::PreRun {
+const ENTRY_BYTES_BUDGET: usize = 768 * 1024;
+const MAX_ENTRIES_PAGE: usize = 5000;
+
+impl EntryPage {
+    /// No entries at all (list views).
+    pub const NONE: EntryPage = EntryPage { offset: usize::MAX, size: 0 };
+
+    pub fn parse(size: i32, token: &str) -> Result<EntryPage, Status> {
+        if size < 0 {
+            return Err(bad_field("INVALID_PAGE_SIZE", "entries_page_size", "entries_page_size must not be negative"));
+        }
+        let offset = if token.is_empty() {
+            0
+        } else {
+            token.parse::<usize>().map_err(|_| {
+                bad_field(
+                    "INVALID_PAGE_TOKEN",
+                    "entries_page_token",
+                    "entries_page_token was not returned by this call",
+                )
+            })?
+        };
+        Ok(EntryPage { offset, size: (size as usize).min(MAX_ENTRIES_PAGE) })
+    }
+}
+
+fn display_order(plan: &Plan) -> Vec<usize> {
+    let rank = |e: &Entry| {
+        if !e.is_valid {
+            0
+        } else if e.action != Action::UseExisting || !e.changes.is_empty() || e.collision != Collision::None {
+            1
+        } else {
+            2
+        }
+    };
+    let mut order: Vec<usize> = (0..plan.entries.len()).collect();
+    order.sort_by_key(|&i| rank(&plan.entries[i]));
+    order
+}
+
+fn translation_map(
+    plan: &Plan,
+    statuses: &[EntryStatus],
+    page: EntryPage,
+) -> (HashMap<String, pb::TypeTranslation>, String) {
+    use prost::Message;
+    let mut map: HashMap<String, pb::TypeTranslation> = HashMap::new();
+    let order = display_order(plan);
+    let mut bytes = 0;
+    let mut next = String::new();
+    for (n, &i) in order.iter().enumerate().skip(page.offset) {
+        let taken = n - page.offset;
+        let e = &plan.entries[i];
+        let entry = entry_to_proto(e, statuses.get(i).copied());
+        let len = entry.encoded_len() + e.source_id.len() + e.obj_code.len() + 16;
+        let full = if page.size > 0 { taken == page.size } else { bytes + len > ENTRY_BYTES_BUDGET && taken > 0 };
+        if full {
+            next = n.to_string();
+            break;
+        }
+        bytes += len;
+        map.entry(e.obj_code.clone()).or_default().entries.insert(e.source_id.clone(), entry);
+    }
+    (map, next)
+}
+
+pub fn pre_run_to_proto(r: &PreRunRecord, page: EntryPage) -> pb::PreRun {
     let ready = r.is_ready();
+    let (translation_map, next_entries_page_token) = translation_map(&r.plan, &[], page);
     pb::PreRun {
         id: r.id.clone(),
         status: if ready { pb::PreRunStatus::Ready } else { pb::PreRunStatus::Failed } as i32,
@@ -172,7 +239,7 @@ pub fn pre_run_to_proto(r: &PreRunRecord) -> pb::PreRun {
         create_time: Some(timestamp(r.create_time)),
         expire_time: Some(timestamp(r.expire_time)),
         summary: r.plan.summary().into_iter().collect(),
-        translation_map: translation_map(&r.plan, &[]),
+        translation_map,
         created_by: r.created_by.clone(),
         source_environment: r.source_environment.clone(),
         failure_reason: if ready {
@@ -181,10 +248,13 @@ pub fn pre_run_to_proto(r: &PreRunRecord) -> pb::PreRun {
             format!("invalid entries need overrides: {}", r.plan.invalid_entries().join("; "))
         },
         package_digest: r.package_digest.clone(),
+        entry_count: r.plan.entries.len() as i64,
+        next_entries_page_token,
     }
 }
 
-pub fn installation_to_proto(r: &InstallationRecord) -> pb::Installation {
+pub fn installation_to_proto(r: &InstallationRecord, page: EntryPage) -> pb::Installation {
+    let (translation_map, next_entries_page_token) = translation_map(&r.plan, &r.statuses, page);
     pb::Installation {
         id: r.id.clone(),
         package_id: r.package_id.clone(),
@@ -197,7 +267,7 @@ pub fn installation_to_proto(r: &InstallationRecord) -> pb::Installation {
             InstallationStatus::Failed => pb::InstallationStatus::Failed,
             InstallationStatus::RolledBack => pb::InstallationStatus::RolledBack,
         } as i32,
-        translation_map: translation_map(&r.plan, &r.statuses),
+        translation_map,
         summary: r.plan.summary().into_iter().collect(),
         create_time: Some(timestamp(r.create_time)),
         finish_time: opt_timestamp(r.finish_time),
@@ -208,6 +278,8 @@ pub fn installation_to_proto(r: &InstallationRecord) -> pb::Installation {
         destination_revision: r.destination_revision,
         rollback_time: opt_timestamp(r.rollback_time),
         rolled_back_by: r.rolled_back_by.clone(),
+        entry_count: r.plan.entries.len() as i64,
+        next_entries_page_token,
     }
 }
 
@@ -298,15 +370,17 @@ impl pb::installation_service_server::InstallationService for InstallationApi {
             request_id: req.request_id,
         };
         let record = installer::create_pre_run(&self.state, &caller, &token, &dest, request).await?;
-        Ok(Response::new(pre_run_to_proto(&record)))
+        Ok(Response::new(pre_run_to_proto(&record, EntryPage::default())))
     }
 
     async fn get_pre_run(&self, req: Request<pb::GetPreRunRequest>) -> Result<Response<pb::PreRun>, Status> {
         let caller = caller(&req)?;
-        require_id("id", &req.get_ref().id)?;
-        let record = installer::get_pre_run(&self.state, &caller, &req.get_ref().id)?;
+        let req = req.into_inner();
+        require_id("id", &req.id)?;
+        let page = EntryPage::parse(req.entries_page_size, &req.entries_page_token)?;
+        let record = installer::get_pre_run(&self.state, &caller, &req.id)?;
         self.state.authorize(&caller, &record.destination, Permission::InstallationRead).await?;
-        Ok(Response::new(pre_run_to_proto(&record)))
+        Ok(Response::new(pre_run_to_proto(&record, page)))
     }
 
     async fn create_installation(
@@ -333,7 +407,7 @@ impl pb::installation_service_server::InstallationService for InstallationApi {
             request_id: req.request_id,
         };
         let record = installer::create_installation(&self.state, &caller, &token, &dest, request).await?;
-        Ok(Response::new(installation_to_proto(&record)))
+        Ok(Response::new(installation_to_proto(&record, EntryPage::default())))
     }
 
     async fn list_installations(
@@ -357,7 +431,7 @@ impl pb::installation_service_server::InstallationService for InstallationApi {
             page.size,
         )?;
         Ok(Response::new(pb::ListInstallationsResponse {
-            installations: records.iter().map(installation_to_proto).collect(),
+            installations: records.iter().map(|r| installation_to_proto(r, EntryPage::NONE)).collect(),
             next_page_token: last.map(|k| token_after(&k)).unwrap_or_default(),
         }))
     }
@@ -367,10 +441,12 @@ impl pb::installation_service_server::InstallationService for InstallationApi {
         req: Request<pb::GetInstallationRequest>,
     ) -> Result<Response<pb::Installation>, Status> {
         let caller = caller(&req)?;
-        require_id("id", &req.get_ref().id)?;
-        let record = installer::get_installation(&self.state, &caller, &req.get_ref().id)?;
+        let req = req.into_inner();
+        require_id("id", &req.id)?;
+        let page = EntryPage::parse(req.entries_page_size, &req.entries_page_token)?;
+        let record = installer::get_installation(&self.state, &caller, &req.id)?;
         self.state.authorize(&caller, &record.destination, Permission::InstallationRead).await?;
-        Ok(Response::new(installation_to_proto(&record)))
+        Ok(Response::new(installation_to_proto(&record, page)))
     }
 
     async fn rollback_installation(
@@ -384,6 +460,6 @@ impl pb::installation_service_server::InstallationService for InstallationApi {
         let record = installer::get_installation(&self.state, &caller, &req.id)?;
         self.state.authorize(&caller, &record.destination, Permission::InstallationWrite).await?;
         let record = installer::rollback(&self.state, &caller, record, req.force, &req.request_id).await?;
-        Ok(Response::new(installation_to_proto(&record)))
+        Ok(Response::new(installation_to_proto(&record, EntryPage::default())))
     }
 }
