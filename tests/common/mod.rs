@@ -209,3 +209,94 @@ pub fn assert_status<T: std::fmt::Debug>(result: Result<T, Status>, code: tonic:
     assert_eq!(reason_of(&status).as_deref(), Some(reason), "unexpected reason: {status:?}");
     status
 }
+
+/// The package service and the installation service as two separate processes (the
+/// production layout), configured like development mode but without demo data.
+pub struct SplitServices {
+    pub package: Option<Child>,
+    pub installation: Option<Child>,
+    pub package_addr: SocketAddr,
+    pub installation_addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+}
+
+impl SplitServices {
+    pub async fn start() -> SplitServices {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = promotion::dev::mode::DevOptions {
+            data_dir: dir.path().to_path_buf(),
+            package_addr: free_addr(),
+            installation_addr: free_addr(),
+            log_format: promotion::shared::config::LogFormat::Text,
+        };
+        let (package, installation) = promotion::dev::mode::configs(&opts);
+        std::fs::write(dir.path().join("package.toml"), toml::to_string(&package).unwrap()).unwrap();
+        std::fs::write(dir.path().join("installation.toml"), toml::to_string(&installation).unwrap()).unwrap();
+        let mut s = SplitServices {
+            package: None,
+            installation: None,
+            package_addr: opts.package_addr,
+            installation_addr: opts.installation_addr,
+            dir,
+        };
+        s.start_package().await;
+        s.start_installation().await;
+        s
+    }
+
+    fn spawn(&self, sub: &str, config: &str) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_promotion"))
+            .args([sub, "--config"])
+            .arg(self.dir.path().join(config))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start service")
+    }
+
+    async fn wait(addr: SocketAddr) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while health_status(addr).await != Some(1) {
+            assert!(Instant::now() < deadline, "service at {addr} did not become SERVING");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn start_package(&mut self) {
+        self.package = Some(self.spawn("package-service", "package.toml"));
+        Self::wait(self.package_addr).await;
+    }
+
+    pub async fn start_installation(&mut self) {
+        self.installation = Some(self.spawn("installation-service", "installation.toml"));
+        Self::wait(self.installation_addr).await;
+    }
+
+    /// SIGKILL, no chance to flush or clean up.
+    pub fn kill_package(&mut self) {
+        if let Some(mut c) = self.package.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn kill_installation(&mut self) {
+        if let Some(mut c) = self.installation.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub async fn clients(&self, client: &str) -> Clients {
+        let token = issue_token(self.package_addr, client, &format!("{client}-secret")).await;
+        Clients::connect(self.package_addr, self.installation_addr, Some(token)).await
+    }
+}
+
+impl Drop for SplitServices {
+    fn drop(&mut self) {
+        self.kill_package();
+        self.kill_installation();
+    }
+}

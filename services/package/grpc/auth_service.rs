@@ -11,11 +11,16 @@ use crate::shared::serving::authenticate;
 
 pub struct AuthApi {
     state: Arc<State>,
+    /// Each argon2 verification takes about 19 MiB and real CPU; bounding how many run at
+    /// once keeps a flood of IssueToken calls from exhausting memory.
+    verifications: tokio::sync::Semaphore,
 }
+
+const CONCURRENT_VERIFICATIONS: usize = 2;
 
 impl AuthApi {
     pub fn new(state: Arc<State>) -> Self {
-        AuthApi { state }
+        AuthApi { state, verifications: tokio::sync::Semaphore::new(CONCURRENT_VERIFICATIONS) }
     }
 }
 
@@ -53,7 +58,10 @@ impl pb::auth_service_server::AuthService for AuthApi {
         // which client ids exist.
         let hash = client.map_or(DUMMY_HASH, |c| c.secret_hash.as_str()).to_string();
         let secret = req.client_secret.clone();
-        let ok = tokio::task::spawn_blocking(move || verify_secret(&secret, &hash)).await.unwrap_or(false);
+        let ok = {
+            let _permit = self.verifications.acquire().await.map_err(|_| Status::unavailable("shutting down"))?;
+            tokio::task::spawn_blocking(move || verify_secret(&secret, &hash)).await.unwrap_or(false)
+        };
         let Some(client) = client.filter(|_| ok) else {
             tracing::info!(client_id = %req.client_id, "token refused: bad client credentials");
             return Err(status(Code::Unauthenticated, "INVALID_CLIENT", "unknown client or wrong secret", []));
