@@ -8,7 +8,11 @@ use promotion::shared::config::{Config, LogFormat, ServiceKind};
 use promotion::shared::serving::{init_tracing, shutdown_signal};
 
 #[derive(Parser)]
-#[command(name = "promotion", version, about = "Environment promotion: package and installation services")]
+#[command(
+    name = "promotion",
+    version,
+    about = "Environment promotion: package and installation services, and their command-line client"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -74,6 +78,8 @@ enum Command {
         /// The secret; read from standard input when omitted.
         secret: Option<String>,
     },
+    #[command(flatten)]
+    Client(Box<promotion::cli::ClientCommand>),
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -86,6 +92,7 @@ enum CheckKind {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Client(command) => return promotion::cli::run(*command),
         Command::CheckConfig { file, service } => check_config(&file, service),
         Command::HashSecret { secret } => hash_secret(secret),
         command => run_async(command),
@@ -128,7 +135,9 @@ fn run_async(command: Command) -> Result<(), String> {
                 let opts = promotion::dev::mode::DevOptions { data_dir, package_addr, installation_addr, log_format };
                 promotion::dev::mode::run(opts).await.map_err(|e| e.to_string())
             }
-            Command::CheckConfig { .. } | Command::HashSecret { .. } => unreachable!("handled without a runtime"),
+            Command::CheckConfig { .. } | Command::HashSecret { .. } | Command::Client(_) => {
+                unreachable!("handled without this runtime")
+            }
         }
     })
 }

@@ -51,6 +51,7 @@ pub fn configs(opts: &DevOptions) -> (Config, Config) {
     let installation_url = format!("http://{}", opts.installation_addr);
     let base = Config {
         listen: opts.package_addr,
+        admin_listen: None,
         data_dir: opts.data_dir.join("package"),
         log_format: opts.log_format,
         package_service: None,

@@ -13,6 +13,10 @@ use super::catalog::Catalogs;
 pub struct Config {
     /// gRPC listen address.
     pub listen: SocketAddr,
+    /// Admin HTTP address serving `GET /metrics` (Prometheus) and `GET /healthz`; none
+    /// when unset.
+    #[serde(default)]
+    pub admin_listen: Option<SocketAddr>,
     /// Where this service keeps its sled database.
     pub data_dir: PathBuf,
     #[serde(default)]
@@ -303,8 +307,17 @@ fn is_valid_name(id: &str) -> bool {
 /// `PROMOTION_LIMITS__MAX_PAGE_SIZE=500` becomes `limits.max_page_size=500`. The
 /// variables the CLI itself reads (config path, server addresses) are not config keys.
 fn env_overrides(vars: impl Iterator<Item = (String, String)>) -> Vec<String> {
-    const NOT_KEYS: &[&str] =
-        &["CONFIG", "PACKAGE_ADDR", "INSTALLATION_ADDR", "TOKEN", "SERVER", "OUTPUT", "CONFIG_DIR"];
+    const NOT_KEYS: &[&str] = &[
+        "CONFIG",
+        "PACKAGE_ADDR",
+        "INSTALLATION_ADDR",
+        "TOKEN",
+        "SERVER",
+        "OUTPUT",
+        "CONFIG_DIR",
+        "CLIENT_ID",
+        "CLIENT_SECRET",
+    ];
     vars.filter_map(|(k, v)| {
         let key = k.strip_prefix("PROMOTION_")?;
         if NOT_KEYS.contains(&key) {

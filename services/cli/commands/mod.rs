@@ -1,0 +1,9 @@
+//! One module per area of client commands; each turns parsed arguments into calls and
+//! prints the result through `cli::output`.
+pub mod audit;
+pub mod auth;
+pub mod env;
+pub mod install;
+pub mod objects;
+pub mod packages;
+pub mod promote;

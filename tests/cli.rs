@@ -1,0 +1,501 @@
+//! The command-line client seen from a terminal: the real `promotion` binary's client
+//! subcommands against `promotion dev`, each user with their own token directory.
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use common::*;
+use serde_json::Value;
+
+/// One user of the client: a private config directory holding their cached token.
+struct User<'a> {
+    dev: &'a DevServices,
+    config: tempfile::TempDir,
+}
+
+impl<'a> User<'a> {
+    /// A user who has not logged in.
+    fn anonymous(dev: &'a DevServices) -> User<'a> {
+        User { dev, config: tempfile::tempdir().unwrap() }
+    }
+
+    /// A demo client logged in with `promotion login`.
+    fn login(dev: &'a DevServices, client: &str) -> User<'a> {
+        let user = User::anonymous(dev);
+        user.ok(&["login", "--client-id", client, "--client-secret", &format!("{client}-secret")]);
+        user
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        promotion(args, self.config.path(), &self.dev.package_url(), &self.dev.installation_url())
+    }
+
+    /// Standard output of a command that must succeed.
+    #[track_caller]
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "`promotion {}` failed ({}):\n{}{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// The parsed `--output json` of a command that must succeed.
+    #[track_caller]
+    fn json(&self, args: &[&str]) -> Value {
+        let args: Vec<&str> = args.iter().copied().chain(["--output", "json"]).collect();
+        let text = self.ok(&args);
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("`{}` printed invalid JSON ({e}):\n{text}", args.join(" ")))
+    }
+
+    /// The single id `--output id` prints.
+    #[track_caller]
+    fn id(&self, args: &[&str]) -> String {
+        let args: Vec<&str> = args.iter().copied().chain(["--output", "id"]).collect();
+        let text = self.ok(&args);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1, "expected one id from `{}`:\n{text}", args.join(" "));
+        lines[0].to_string()
+    }
+
+    /// Standard error of a command that must fail with exit code 1.
+    #[track_caller]
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert_eq!(out.status.code(), Some(1), "`promotion {}` should fail: {out:?}", args.join(" "));
+        String::from_utf8(out.stderr).unwrap()
+    }
+}
+
+fn promotion(args: &[&str], config: &Path, package: &str, installation: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_promotion"))
+        .args(args)
+        .env("PROMOTION_CONFIG_DIR", config)
+        .env("PROMOTION_PACKAGE_ADDR", package)
+        .env("PROMOTION_INSTALLATION_ADDR", installation)
+        .env_remove("PROMOTION_TOKEN")
+        .env_remove("PROMOTION_OUTPUT")
+        .env_remove("PROMOTION_CLIENT_ID")
+        .env_remove("PROMOTION_CLIENT_SECRET")
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run promotion")
+}
+
+/// Every subcommand path of the client (`["package", "create"]`, ...), from its clap definition.
+fn client_command_paths() -> Vec<Vec<String>> {
+    use clap::Subcommand;
+    fn walk(cmd: &clap::Command, prefix: &[String], out: &mut Vec<(Vec<String>, clap::Command)>) {
+        for sub in cmd.get_subcommands() {
+            let mut path = prefix.to_vec();
+            path.push(sub.get_name().to_string());
+            out.push((path.clone(), sub.clone()));
+            walk(sub, &path, out);
+        }
+    }
+    let root = promotion::cli::ClientCommand::augment_subcommands(clap::Command::new("promotion"));
+    let mut found = Vec::new();
+    walk(&root, &[], &mut found);
+    for (path, cmd) in &found {
+        assert!(cmd.get_about().is_some(), "`promotion {}` has no description", path.join(" "));
+        for arg in cmd.get_arguments().filter(|a| !["help", "version"].contains(&a.get_id().as_str())) {
+            assert!(
+                arg.get_help().is_some() || arg.get_long_help().is_some(),
+                "`promotion {}`: argument {} has no help text",
+                path.join(" "),
+                arg.get_id()
+            );
+        }
+    }
+    found.into_iter().map(|(path, _)| path).collect()
+}
+
+#[test]
+fn every_subcommand_has_complete_help() {
+    let paths = client_command_paths();
+    for expected in [vec!["login"], vec!["package", "watch"], vec!["prerun"], vec!["accept"], vec!["audit"]] {
+        assert!(paths.iter().any(|p| *p == expected), "missing subcommand {expected:?}");
+    }
+    let servers = ["package-service", "installation-service", "dev", "check-config", "hash-secret"];
+    let config = tempfile::tempdir().unwrap();
+    let all = paths.iter().map(|p| p.iter().map(String::as_str).collect::<Vec<_>>()).chain(servers.map(|s| vec![s]));
+    for path in all.chain([vec![]]) {
+        let args: Vec<&str> = path.iter().copied().chain(["--help"]).collect();
+        let out = promotion(&args, config.path(), "http://127.0.0.1:1", "http://127.0.0.1:1");
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "`promotion {}` exited {}", args.join(" "), out.status);
+        assert!(help.contains("Usage: promotion"), "`promotion {}` printed:\n{help}", args.join(" "));
+    }
+}
+
+#[test]
+fn bad_arguments_are_refused_before_anything_is_sent() {
+    let config = tempfile::tempdir().unwrap();
+    // Nothing listens on port 1: reaching the network would fail differently.
+    let run = |args: &[&str]| promotion(args, config.path(), "http://127.0.0.1:1", "http://127.0.0.1:1");
+    let out = run(&["install", "PKG", "--env", "qa", "--override", "TMPL:abc=MERGE"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not an action"), "{out:?}");
+    let out = run(&["package", "create", "--name", "x", "--source", "dev", "--root", "TMPL"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("TYPE:ID[:NAME]"), "{out:?}");
+}
+
+#[tokio::test]
+async fn login_caches_a_private_token_used_by_whoami_env_and_objects() {
+    let dev = DevServices::start().await;
+    let alice = User::login(&dev, "alice");
+
+    let token_file = alice.config.path().join("token.json");
+    let cached = std::fs::read_to_string(&token_file).unwrap();
+    assert!(!cached.contains("alice-secret"), "the secret is never stored");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    let whoami = alice.ok(&["whoami"]);
+    assert!(whoami.contains("alice") && whoami.contains("acme") && whoami.contains("publisher"), "{whoami}");
+    let identity = alice.json(&["whoami"]);
+    assert_eq!(identity["subject"], "alice");
+    assert_eq!(identity["bindings"].as_array().unwrap().len(), 2);
+
+    let envs = alice.ok(&["env", "list"]);
+    for env in ["dev", "qa", "prod", "SANDBOX", "PRODUCTION", "workfront"] {
+        assert!(envs.contains(env), "{env} missing:\n{envs}");
+    }
+    let envs = alice.json(&["env", "list"]);
+    let ids: Vec<&str> = envs["environments"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["dev", "prod", "qa"]);
+
+    let templates = alice.ok(&["objects", "list", "--env", "dev", "--type", "TMPL"]);
+    assert!(templates.contains("New Agency Onboarding") && templates.contains(ONBOARDING_TMPL), "{templates}");
+    let listed = alice.json(&["objects", "list", "--env", "dev", "--type", "TMPL"]);
+    let names: Vec<&str> = listed["objects"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["New Agency Onboarding", "New Agency Offboarding"]);
+    assert_eq!(listed["nextPageToken"], "");
+    let ids = alice.ok(&["objects", "list", "--env", "dev", "--type", "TMPL", "--output", "id"]);
+    assert_eq!(ids.lines().collect::<Vec<_>>(), [ONBOARDING_TMPL, OFFBOARDING_TMPL]);
+
+    let shown = alice.json(&["objects", "show", "--env", "dev", "TMPL", ONBOARDING_TMPL]);
+    assert_eq!(shown["objCode"], "TMPL");
+    assert!(!shown["references"].as_array().unwrap().is_empty());
+    let catalog = alice.ok(&["env", "catalog", "dev"]);
+    assert!(catalog.contains("TMPL") && catalog.contains("TTSK"), "{catalog}");
+
+    // Two pages of one item each, followed with --all.
+    let page = alice.json(&["objects", "list", "--env", "dev", "--type", "TMPL", "--page-size", "1"]);
+    assert_eq!(page["objects"].as_array().unwrap().len(), 1);
+    let token = page["nextPageToken"].as_str().unwrap();
+    assert!(!token.is_empty());
+    let rest =
+        alice.json(&["objects", "list", "--env", "dev", "--type", "TMPL", "--page-size", "1", "--page-token", token]);
+    assert_eq!(rest["objects"][0]["id"], OFFBOARDING_TMPL);
+    let all = alice.json(&["objects", "list", "--env", "dev", "--type", "TMPL", "--page-size", "1", "--all"]);
+    assert_eq!(all["objects"].as_array().unwrap().len(), 2);
+
+    assert!(alice.ok(&["logout"]).contains("Logged out"));
+    assert!(!token_file.exists());
+    assert!(alice.fails(&["whoami"]).contains("UNAUTHENTICATED NOT_LOGGED_IN"));
+}
+
+#[tokio::test]
+async fn failures_exit_non_zero_with_the_code_and_reason() {
+    let dev = DevServices::start().await;
+    let gina = User::login(&dev, "gina");
+    let err = gina.fails(&["objects", "list", "--env", "dev", "--type", "TMPL"]);
+    assert!(err.starts_with("error: NOT_FOUND ENVIRONMENT_NOT_FOUND: "), "{err}");
+
+    let err = gina.fails(&["objects", "list", "--env", "dev", "--type", "TMPL", "--output", "json"]);
+    let err: Value = serde_json::from_str(&err).unwrap();
+    assert_eq!(err["error"]["code"], "NOT_FOUND");
+    assert_eq!(err["error"]["reason"], "ENVIRONMENT_NOT_FOUND");
+    assert_eq!(err["error"]["metadata"]["environment"], "dev");
+
+    let nobody = User::anonymous(&dev);
+    let err = nobody.fails(&["login", "--client-id", "alice", "--client-secret", "wrong"]);
+    assert!(err.starts_with("error: UNAUTHENTICATED "), "{err}");
+    assert!(!nobody.config.path().join("token.json").exists(), "a failed login caches nothing");
+    assert!(nobody.fails(&["env", "list"]).contains("UNAUTHENTICATED NOT_LOGGED_IN"));
+
+    let viewer = User::login(&dev, "victor");
+    let err = viewer.fails(&["objects", "delete", "--env", "dev", "TMPL", ONBOARDING_TMPL]);
+    assert!(err.contains("PERMISSION_DENIED"), "{err}");
+
+    // A service that is not there.
+    let out =
+        promotion(&["env", "list", "--token", "x"], nobody.config.path(), &dev.package_url(), "http://127.0.0.1:1");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("UNAVAILABLE") && err.contains("installation service at http://127.0.0.1:1"), "{err}");
+}
+
+#[tokio::test]
+async fn objects_are_put_from_yaml_and_json_files_and_deleted() {
+    let dev = DevServices::start().await;
+    let erin = User::login(&dev, "erin");
+    let dir = tempfile::tempdir().unwrap();
+
+    let yaml = dir.path().join("groups.yaml");
+    std::fs::write(
+        &yaml,
+        "- objCode: GROUP\n  name: Agency Partners\n  fields:\n    description: External agencies\n    size: 3\n",
+    )
+    .unwrap();
+    let stored = erin.json(&["objects", "put", "--env", "dev", yaml.to_str().unwrap()]);
+    let id = stored["objects"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(id.len(), 32, "a generated id: {stored}");
+
+    let shown = dir.path().join("group.json");
+    let text = erin.ok(&["objects", "show", "--env", "dev", "GROUP", &id, "--output", "json"]);
+    assert!(text.contains("\"size\": 3"), "integral numbers print as written: {text}");
+    std::fs::write(&shown, text.replace("External agencies", "Agencies we work with")).unwrap();
+    erin.ok(&["objects", "put", "--env", "dev", shown.to_str().unwrap()]);
+    let after = erin.json(&["objects", "show", "--env", "dev", "GROUP", &id]);
+    assert_eq!(after["fields"]["description"], "Agencies we work with");
+    assert_eq!(after["name"], "Agency Partners");
+
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, r#"[{"objcode": "GROUP"}]"#).unwrap();
+    let err = erin.fails(&["objects", "put", "--env", "dev", bad.to_str().unwrap()]);
+    assert!(err.contains("object #1"), "{err}");
+
+    let deleted = erin.json(&["objects", "delete", "--env", "dev", "GROUP", &id]);
+    assert_eq!(deleted["deleted"][0]["id"], id.as_str());
+    let err = erin.fails(&["objects", "show", "--env", "dev", "GROUP", &id]);
+    assert!(err.contains("NOT_FOUND"), "{err}");
+}
+
+#[tokio::test]
+async fn packages_are_created_inspected_moved_through_statuses_and_deleted() {
+    let dev = DevServices::start().await;
+    let alice = User::login(&dev, "alice");
+    let root = format!("TMPL:{ONBOARDING_TMPL}");
+
+    let created =
+        alice.json(&["package", "create", "--name", "Agency onboarding", "--source", "dev", "--root", &root, "--wait"]);
+    assert_eq!(created["status"], "PACKAGE_STATUS_BUILDING");
+    assert_eq!(created["version"], 1);
+    assert!(created["entityCounts"]["TTSK"].as_i64().unwrap() > 0, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+
+    let listed = alice.ok(&["package", "list"]);
+    assert!(listed.contains(&id) && listed.contains("BUILDING"), "{listed}");
+    let shown = alice.ok(&["package", "show", &id]);
+    assert!(shown.contains("Agency onboarding") && shown.contains(&root), "{shown}");
+
+    let definition = alice.json(&["package", "definition", &id]);
+    assert_eq!(definition["header"]["version"], 1);
+    let objects = definition["objects"].as_array().unwrap();
+    assert!(objects.iter().any(|o| o["id"] == ONBOARDING_TMPL), "the root is in its package");
+    assert_eq!(objects.len() as i64, definition["header"]["entityTotal"].as_i64().unwrap());
+    let human = alice.ok(&["package", "definition", &id]);
+    assert!(human.contains("New Agency Onboarding") && human.contains("TTSK"), "{human}");
+
+    assert_eq!(alice.json(&["package", "preview", &id])["status"], "PACKAGE_STATUS_PREVIEW");
+    assert_eq!(alice.json(&["package", "publish", &id])["status"], "PACKAGE_STATUS_PUBLIC");
+    assert_eq!(alice.json(&["package", "retire", &id])["status"], "PACKAGE_STATUS_RETIRED");
+    let err = alice.fails(&["package", "publish", &id]);
+    assert!(err.starts_with("error: FAILED_PRECONDITION INVALID_STATUS_TRANSITION: "), "{err}");
+    assert!(!alice.ok(&["package", "list"]).contains(&id), "retired packages are hidden");
+    assert!(alice.ok(&["package", "list", "--retired"]).contains(&id));
+
+    // Back to BUILDING, then a re-extraction makes version 2.
+    alice.ok(&["package", "update", &id, "--status", "building", "--name", "Agency onboarding v2"]);
+    let v2 = alice.json(&["package", "update", &id, "--reextract", "--wait"]);
+    assert_eq!((v2["version"].as_i64(), v2["name"].as_str()), (Some(2), Some("Agency onboarding v2")));
+    let watched = alice.ok(&["package", "watch", &id, "--until-extracted", "--output", "json"]);
+    let first: Value = serde_json::from_str(watched.lines().next().unwrap()).unwrap();
+    assert_eq!(first["version"], 2);
+
+    let err = alice.fails(&["package", "delete", &id]);
+    assert!(err.contains("--yes"), "no confirmation without a terminal: {err}");
+    alice.ok(&["package", "delete", &id, "--yes"]);
+    assert!(alice.fails(&["package", "show", &id]).contains("NOT_FOUND"));
+}
+
+#[tokio::test]
+async fn a_pre_run_shows_the_plan_and_an_install_with_overrides_can_be_rolled_back() {
+    let dev = DevServices::start().await;
+    let alice = User::login(&dev, "alice");
+    let bob = User::login(&dev, "bob");
+    let package = alice.id(&[
+        "package",
+        "create",
+        "--name",
+        "Agency onboarding",
+        "--source",
+        "dev",
+        "--root",
+        &format!("TMPL:{ONBOARDING_TMPL}"),
+        "--wait",
+    ]);
+    alice.ok(&["package", "preview", &package]);
+
+    let plan = bob.ok(&["prerun", &package, "--env", "qa"]);
+    for text in [
+        "TMPL (1)",
+        "GROUP (",
+        "ROLE (",
+        "ACTION",
+        "COLLISION",
+        "NAME_MATCH",
+        "USEEXISTING",
+        "CREATE",
+        "changes of ROLE",
+    ] {
+        assert!(plan.contains(text), "{text:?} missing from the pre-run:\n{plan}");
+    }
+    assert!(!plan.contains('\x1b'), "no colour when standard output is not a terminal");
+    let coloured = bob.ok(&["prerun", &package, "--env", "qa", "--color", "always"]);
+    assert!(coloured.contains("\x1b[32mCREATE\x1b[0m") && coloured.contains("\x1b[31m- fields."), "{coloured}");
+
+    let pre_run = bob.json(&["prerun", &package, "--env", "qa"]);
+    assert_eq!(pre_run["status"], "PRE_RUN_STATUS_READY");
+    let groups = pre_run["translationMap"]["GROUP"]["entries"].as_object().unwrap();
+    let (matched, entry) = groups.iter().find(|(_, e)| e["collision"] == "COLLISION_NAME_MATCH").expect("a name match");
+    assert_eq!(entry["action"], "INSTALL_ACTION_USEEXISTING");
+    let created = groups
+        .iter()
+        .find(|(_, e)| e["action"] == "INSTALL_ACTION_CREATE")
+        .map(|(id, _)| id.clone())
+        .expect("a create");
+    assert_eq!(bob.json(&["prerun", "--get", pre_run["id"].as_str().unwrap()])["id"], pre_run["id"]);
+
+    // Overwrite the matched group instead of reusing it, and rename a created one.
+    let overwrite = format!("GROUP:{matched}=OVERWRITING:{}", entry["targetId"].as_str().unwrap());
+    let rename = format!("GROUP:{created}=CREATEWITHALTNAME:Digital Production (from dev)");
+    let installation = bob.json(&[
+        "install",
+        "--pre-run",
+        pre_run["id"].as_str().unwrap(),
+        "--override",
+        &overwrite,
+        "--override",
+        &rename,
+    ]);
+    assert_eq!(installation["status"], "INSTALLATION_STATUS_INSTALLED");
+    let entries = &installation["translationMap"]["GROUP"]["entries"];
+    assert_eq!(entries[matched.as_str()]["action"], "INSTALL_ACTION_OVERWRITING");
+    assert_eq!(entries[created.as_str()]["altName"], "Digital Production (from dev)");
+    let id = installation["id"].as_str().unwrap().to_string();
+    let renamed = bob.ok(&["objects", "list", "--env", "qa", "--type", "GROUP", "--name-prefix", "Digital"]);
+    assert!(renamed.contains("Digital Production (from dev)"), "{renamed}");
+
+    let listed = bob.ok(&["installations", "list", "--env", "qa"]);
+    assert!(listed.contains(&id) && listed.contains("INSTALLED"), "{listed}");
+    let shown = bob.ok(&["installations", "show", &id]);
+    assert!(shown.contains("REGISTERED") || shown.contains("INSTALLED"), "{shown}");
+
+    let rolled_back = bob.json(&["rollback", &id]);
+    assert_eq!(rolled_back["status"], "INSTALLATION_STATUS_ROLLED_BACK");
+    let after = bob.ok(&["objects", "list", "--env", "qa", "--type", "GROUP", "--name-prefix", "Digital"]);
+    assert!(!after.contains("Digital Production (from dev)"), "{after}");
+    let err = bob.fails(&["rollback", &id]);
+    assert!(err.starts_with("error: FAILED_PRECONDITION ALREADY_ROLLED_BACK: "), "{err}");
+
+    // Plain install (defaults), then a conflicting override is refused and writes nothing.
+    let err = bob.fails(&[
+        "install",
+        &package,
+        "--env",
+        "qa",
+        "--override",
+        &format!("GROUP:{created}=USEEXISTING:{}", "0".repeat(32)),
+    ]);
+    assert!(err.contains("FAILED_PRECONDITION INVALID_TRANSLATION_MAP"), "{err}");
+    assert_eq!(bob.json(&["install", &package, "--env", "qa"])["status"], "INSTALLATION_STATUS_INSTALLED");
+}
+
+#[tokio::test]
+async fn promote_accept_update_and_roll_back_like_the_walkthrough() {
+    let dev = DevServices::start().await;
+    let alice = User::login(&dev, "alice");
+    let bob = User::login(&dev, "bob");
+    let erin = User::login(&dev, "erin");
+    let root = format!("TMPL:{OFFBOARDING_TMPL}");
+
+    let request = alice.json(&[
+        "promote",
+        "--to",
+        "qa",
+        "--name",
+        "Agency offboarding",
+        "--source",
+        "dev",
+        "--root",
+        &root,
+        "--comment",
+        "first cut",
+    ]);
+    assert_eq!(request["status"], "PROMOTION_STATUS_TO_BE_VALIDATED");
+    assert_eq!(request["isUpdate"], false);
+    let request_id = request["id"].as_str().unwrap().to_string();
+    let package = request["packageId"].as_str().unwrap().to_string();
+    assert_eq!(alice.json(&["package", "show", &package])["status"], "PACKAGE_STATUS_PREVIEW", "qa is a sandbox");
+
+    let tasks = bob.json(&["tasks"]);
+    assert_eq!(tasks["promotionRequests"][0]["id"], request_id.as_str());
+    assert!(bob.ok(&["tasks"]).contains("Agency offboarding"));
+    let err = alice.fails(&["promote", "--to", "qa", "--package", &package]);
+    assert!(err.contains("ALREADY_EXISTS PROMOTION_ALREADY_IN_PROGRESS"), "{err}");
+
+    let accepted = bob.ok(&["accept", &request_id, "--comment", "ok"]);
+    assert!(accepted.contains("ACCEPTED") && accepted.contains("INSTALLED"), "{accepted}");
+    assert!(bob.json(&["tasks"])["promotionRequests"].as_array().unwrap().is_empty());
+
+    // Edit the template in dev, then promote the same package again with today's content.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tmpl.json");
+    let text = erin.ok(&["objects", "show", "--env", "dev", "TMPL", OFFBOARDING_TMPL, "--output", "json"]);
+    std::fs::write(&file, text.replace("\"planned_duration_days\": 10", "\"planned_duration_days\": 12")).unwrap();
+    erin.ok(&["objects", "put", "--env", "dev", file.to_str().unwrap()]);
+
+    let update = alice.json(&["promote", "--to", "qa", "--name", "Agency offboarding", "--source", "dev", "--refresh"]);
+    assert_eq!(update["packageId"], package.as_str(), "the package is reused");
+    assert_eq!((update["packageVersion"].as_i64(), update["isUpdate"].as_bool()), (Some(2), Some(true)));
+    let plan = bob.ok(&["prerun", "--request", update["id"].as_str().unwrap()]);
+    assert!(plan.contains("version 2") && plan.contains("OVERWRITING"), "{plan}");
+    assert!(plan.contains("- fields.planned_duration_days: 10\n      + fields.planned_duration_days: 12"), "{plan}");
+    let installation = bob.id(&["accept", update["id"].as_str().unwrap()]);
+    assert_eq!(bob.json(&["installations", "show", &installation])["packageVersion"], 2);
+    let in_qa = |who: &User| -> Value {
+        let list = who.json(&["objects", "list", "--env", "qa", "--type", "TMPL", "--name-prefix", "New Agency Off"]);
+        list["objects"][0]["fields"]["planned_duration_days"].clone()
+    };
+    assert_eq!(in_qa(&bob), 12);
+
+    bob.ok(&["rollback", &installation]);
+    assert_eq!(in_qa(&bob), 10, "the rollback restored the first promotion's content");
+
+    // A request can be cancelled by its requester and rejected by an approver.
+    let again = alice.id(&["promote", "--to", "qa", "--package", &package]);
+    assert_eq!(alice.json(&["cancel", &again])["status"], "PROMOTION_STATUS_CANCELLED");
+    let again = alice.id(&["promote", "--to", "qa", "--package", &package]);
+    assert_eq!(bob.json(&["reject", &again, "--comment", "not now"])["status"], "PROMOTION_STATUS_REJECTED");
+    assert_eq!(alice.json(&["requests", "show", &again])["decisionComment"], "not now");
+
+    // Production takes PUBLIC packages only: promote publishes the package first.
+    let to_prod = alice.json(&["promote", "--to", "prod", "--package", &package]);
+    assert_eq!(to_prod["targetEnvironment"], "prod");
+    assert_eq!(alice.json(&["package", "show", &package])["status"], "PACKAGE_STATUS_PUBLIC");
+    let requests = alice.json(&["requests", "list", "--package", &package]);
+    assert_eq!(requests["promotionRequests"].as_array().unwrap().len(), 5);
+
+    let admin = User::login(&dev, "admin");
+    let audit = admin.json(&["audit", "--resource-id", &package]);
+    let actions: Vec<&str> =
+        audit["events"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert!(actions.contains(&"PACKAGE_CREATED"), "{actions:?}");
+    let trail = admin.ok(&["audit", "--env", "qa", "--action", "PROMOTION_ACCEPTED"]);
+    assert_eq!(trail.lines().filter(|l| l.contains("PROMOTION_ACCEPTED")).count(), 2, "{trail}");
+}
