@@ -4,8 +4,8 @@
 //! sled batch write + flush of the same objects; a minimal tonic server). The services
 //! run as separate release processes on loopback, so peak RSS is per service.
 //!
-//! Run: `cargo bench --bench promotion` (sizes: PROMOTION_BENCH_SIZES=10000,100000;
-//! runs per case: PROMOTION_BENCH_RUNS=5; throughput seconds: PROMOTION_BENCH_SECONDS=3).
+//! Run: `cargo bench --bench promotion` (sizes: BENCH_SIZES=10000,100000;
+//! runs per case: BENCH_RUNS=5; throughput seconds: BENCH_SECONDS=3).
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,7 +22,7 @@ use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 use tonic::Request;
 
-const BASELINE_ENV: &str = "PROMOTION_BENCH_BASELINE_ADDR";
+const BASELINE_ENV: &str = "BENCH_BASELINE_ADDR";
 
 fn main() {
     if let Ok(addr) = std::env::var(BASELINE_ENV) {
@@ -267,13 +267,13 @@ async fn put_all(
 }
 
 async fn run() {
-    let sizes: Vec<usize> = std::env::var("PROMOTION_BENCH_SIZES")
+    let sizes: Vec<usize> = std::env::var("BENCH_SIZES")
         .unwrap_or_else(|_| "10000,100000".into())
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
-    let runs: usize = env_or("PROMOTION_BENCH_RUNS", 5);
-    let seconds: u64 = env_or("PROMOTION_BENCH_SECONDS", 3);
+    let runs: usize = env_or("BENCH_RUNS", 5);
+    let seconds: u64 = env_or("BENCH_SECONDS", 3);
     let services = start_services().await;
     let pc = channel(services.package_addr).await;
     let ic = channel(services.installation_addr).await;

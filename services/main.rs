@@ -72,6 +72,9 @@ enum Command {
         /// Which service the file configures.
         #[arg(long, value_enum, default_value = "auto")]
         service: CheckKind,
+        /// Check with overrides applied, as the service would run: --set key.path=value.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
     },
     /// Print the argon2id hash of a client secret for the configuration's `secret_hash`.
     HashSecret {
@@ -93,7 +96,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Client(command) => return promotion::cli::run(*command),
-        Command::CheckConfig { file, service } => check_config(&file, service),
+        Command::CheckConfig { file, service, sets } => check_config(&file, service, &sets),
         Command::HashSecret { secret } => hash_secret(secret),
         command => run_async(command),
     };
@@ -142,8 +145,8 @@ fn run_async(command: Command) -> Result<(), String> {
     })
 }
 
-fn check_config(file: &std::path::Path, kind: CheckKind) -> Result<(), String> {
-    let config = Config::load(file, &[])?;
+fn check_config(file: &std::path::Path, kind: CheckKind, sets: &[String]) -> Result<(), String> {
+    let config = Config::load(file, sets)?;
     let kind = match kind {
         CheckKind::Package => ServiceKind::Package,
         CheckKind::Installation => ServiceKind::Installation,

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 
 use super::history::{self, HistoryEntry};
-use super::plan::{translate, Action, Collision, Entry, PackageContent, Plan};
+use super::plan::{diff, translate, Action, Collision, Entry, PackageContent, Plan};
 use super::store::{Changes, Store, StoreError};
 use crate::shared::objects::{ConfigObject, ObjectKey};
 
@@ -81,7 +81,9 @@ pub fn build(
             }
         };
         statuses.push(status);
-        if let Some(h) = history_after(store, dest, content, e, installation_id, revision)? {
+        let kept_own_content = e.action == Action::UseExisting
+            && store.get(dest, &e.obj_code, &e.target_id)?.is_some_and(|t| !diff(&t, source, &targets).is_empty());
+        if let Some(h) = history_after(store, dest, content, e, installation_id, revision, kept_own_content)? {
             let before = history::get(store, dest, &content.source_environment, &e.source_id)?;
             if before.as_ref() != Some(&h) {
                 if let Some(old) = before.as_ref().filter(|old| old.target_id != h.target_id) {
@@ -101,7 +103,8 @@ pub fn build(
     Ok(Ok(Applied { changes, statuses, undo }))
 }
 
-/// The history entry an applied entry leaves behind.
+/// The history entry an applied entry leaves behind. `kept_own_content`: a USEEXISTING
+/// target that differs from the package.
 fn history_after(
     store: &Store,
     dest: &str,
@@ -109,6 +112,7 @@ fn history_after(
     e: &Entry,
     installation_id: &str,
     revision: u64,
+    kept_own_content: bool,
 ) -> Result<Option<HistoryEntry>, StoreError> {
     let previous = history::get(store, dest, &content.source_environment, &e.source_id)?;
     let written_revision = match e.action {
@@ -119,6 +123,12 @@ fn history_after(
             Some(p) => p.written_revision,
             None => return Ok(None),
         },
+        // Registering a target that keeps content of its own is not writing it: its
+        // differences stay the destination's (LOCALLY_MODIFIED next time), never an update
+        // a later installation would silently apply.
+        _ if kept_own_content => {
+            previous.as_ref().filter(|p| p.target_id == e.target_id).map_or(0, |p| p.written_revision)
+        }
         _ => match store.get(dest, &e.obj_code, &e.target_id)? {
             Some(t) => t.revision,
             None => return Ok(None),
@@ -136,7 +146,7 @@ fn history_after(
     }))
 }
 
-/// Deletes destination children of overwritten objects that an earlier promotion from
+/// Deletes destination children of overwritten or reused objects that an earlier promotion from
 /// the same source created and the package no longer has. Locally created children are
 /// never touched.
 fn prune(
@@ -149,8 +159,14 @@ fn prune(
 ) -> Result<(), StoreError> {
     let in_package: HashSet<&str> = content.objects.iter().map(|o| o.id.as_str()).collect();
     let kept_targets: HashSet<&str> = plan.entries.iter().map(|e| e.target_id.as_str()).collect();
-    let mut queue: Vec<String> =
-        plan.entries.iter().filter(|e| e.action == Action::Overwriting).map(|e| e.target_id.clone()).collect();
+    // Every existing target the package maps onto, not only overwritten ones: deleting a
+    // task at the source leaves its template's own fields unchanged (USEEXISTING).
+    let mut queue: Vec<String> = plan
+        .entries
+        .iter()
+        .filter(|e| matches!(e.action, Action::Overwriting | Action::UseExisting))
+        .map(|e| e.target_id.clone())
+        .collect();
     while let Some(parent) = queue.pop() {
         for child in store.children(dest, &parent)? {
             if kept_targets.contains(child.id.as_str()) {

@@ -12,7 +12,8 @@ pub struct HistoryEntry {
     pub obj_code: String,
     pub target_id: String,
     /// The target's revision right after this service last wrote or registered it; a
-    /// different revision now means someone edited it locally since.
+    /// different revision now means someone edited it locally since. 0 when it was only
+    /// registered while holding content of its own (never written from this source).
     pub written_revision: u64,
     /// The target was created by a promotion (prune_children may delete it).
     pub created_by_promotion: bool,

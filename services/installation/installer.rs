@@ -62,6 +62,11 @@ pub struct InstallRequest {
     pub overrides: Vec<Override>,
     pub prune_children: bool,
     pub request_id: String,
+    /// Set by callers that must name the installation in records of their own.
+    pub installation_id: Option<String>,
+    /// Records written in the same atomic step as the installation (an accepted
+    /// promotion request), so that neither can land without the other.
+    pub companion_records: Vec<(Vec<u8>, Option<Vec<u8>>)>,
 }
 
 /// PREVIEW installs into sandboxes only, PUBLIC anywhere, nothing else anywhere.
@@ -206,6 +211,7 @@ pub async fn create_installation(
     if let Some(done) = remembered(state, "installation", caller, &req.request_id, InstallationRecord::key)? {
         return Ok(done);
     }
+    let started = std::time::Instant::now();
     let pre_run = if req.pre_run_id.is_empty() { None } else { Some(usable_pre_run(state, caller, dest, &req)?) };
     let version = pre_run.as_ref().map_or(req.package_version, |p| p.package_version);
     let (info, content) = fetch(state, token, dest, &req.package_id, version).await?;
@@ -219,7 +225,7 @@ pub async fn create_installation(
     }
     let _guard = state.lock(&dest.id).await;
     let plan = tokio::task::block_in_place(|| final_plan(state, dest, &content, pre_run.as_ref(), &req.overrides))?;
-    let id = uuid::Uuid::now_v7().to_string();
+    let id = req.installation_id.clone().unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let revision = state.store.env_state(&dest.id)?.revision + 1;
     let applied = tokio::task::block_in_place(|| {
         apply::build(&state.store, &dest.id, &content, &plan, req.prune_children, &id, revision)
@@ -275,11 +281,13 @@ pub async fn create_installation(
         .detail("package_version", record.package_version)
         .detail("summary", summary);
     changes.record(event.record_key(), &event);
+    changes.records.extend(req.companion_records);
     if let Err(e) = state.store.write(&dest.id, changes, Utc::now()).await {
         mark_failed(state, &mut record, &format!("the store failed while applying: {e}")).await;
         return Err(InstallError::Store(e));
     }
     state.outbox_wake.notify_one();
+    crate::shared::metrics::record_installation(started.elapsed(), content.objects.len());
     Ok(record)
 }
 

@@ -10,8 +10,8 @@ pub mod package_client;
 pub mod plan;
 #[cfg(test)]
 mod plan_tests;
+pub mod promotions;
 pub mod records;
 pub mod server;
 pub mod state;
 pub mod store;
-pub mod promotions;

@@ -134,7 +134,8 @@ impl Plan {
     pub fn targets(&self) -> HashMap<&str, &str> {
         let mut map: HashMap<&str, &str> = HashMap::new();
         for e in &self.entries {
-            if !e.target_id.is_empty() && !(e.action == Action::Ignore && e.matched_by == MatchKind::None) {
+            let ignored_unmatched = e.action == Action::Ignore && e.matched_by == MatchKind::None;
+            if !e.target_id.is_empty() && !ignored_unmatched {
                 map.insert(&e.source_id, &e.target_id);
             }
         }
@@ -353,6 +354,20 @@ fn sorted_refs(refs: &[Reference]) -> Vec<(&str, &str)> {
     v
 }
 
+/// JSON equality with numbers compared by value. Objects reach a store either as JSON
+/// (seeds, files: `145.0`) or through `google.protobuf.Struct`, whose numbers come back as
+/// integers when integral (`145`); both are the same field value and must not show as a change.
+fn same_value(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same_value(a, b)),
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same_value(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
 /// Field-level differences between a destination object and a package object, with
 /// references compared after translation.
 pub fn diff(target: &ConfigObject, source: &ConfigObject, targets: &HashMap<String, String>) -> Vec<FieldChange> {
@@ -368,7 +383,7 @@ pub fn diff(target: &ConfigObject, source: &ConfigObject, targets: &HashMap<Stri
     for k in keys {
         let before = target.fields.get(k).cloned().unwrap_or(Value::Null);
         let after = source.fields.get(k).cloned().unwrap_or(Value::Null);
-        if before != after {
+        if !same_value(&before, &after) {
             changes.push(FieldChange { path: format!("fields.{k}"), before, after });
         }
     }

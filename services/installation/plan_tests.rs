@@ -237,6 +237,65 @@ async fn prune_removes_only_promoted_children_and_rollback_restores() {
     assert_eq!(qa_snapshot(&store), before, "rollback restores the exact prior state");
 }
 
+#[test]
+fn integral_numbers_are_the_same_value_whatever_their_json_form() {
+    // Seeds store `145.0`; objects that went through a protobuf Struct come back as `145`.
+    let mut target = obj("ROLE", 1, "Designer");
+    target.fields = json!({"rate": 145.0, "steps": [1.0, 2.5], "limits": {"max": 8.0}}).as_object().unwrap().clone();
+    let mut source = obj("ROLE", 2, "Designer");
+    source.fields = json!({"rate": 145, "steps": [1, 2.5], "limits": {"max": 8}}).as_object().unwrap().clone();
+    assert!(plan::diff(&target, &source, &HashMap::new()).is_empty());
+    source.fields.insert("rate".into(), json!(146));
+    let changes = plan::diff(&target, &source, &HashMap::new());
+    assert_eq!(changes.len(), 1);
+    assert_eq!((changes[0].path.as_str(), &changes[0].after), ("fields.rate", &json!(146)));
+}
+
+#[tokio::test]
+async fn a_name_matched_target_with_content_of_its_own_is_never_overwritten_by_default() {
+    let (_dir, store, wf, o) = scenario().await;
+    let mut qa_ops = obj("GROUP", 100, "Ops");
+    qa_ops.fields = json!({"description": "qa's own"}).as_object().unwrap().clone();
+    put(&store, "qa", &wf, vec![qa_ops]).await;
+    let content = extract(&store, &wf, &o[2]);
+    let first = plan::plan(&store, "qa", &wf, &content).unwrap();
+    let ops = entry(&first, &o[0]);
+    assert_eq!((ops.action, ops.collision), (Action::UseExisting, Collision::NameMatch));
+    assert_eq!(ops.changes.len(), 1);
+    install(&store, &wf, &content, &first, false).await;
+
+    // Registering it was not writing it: the repeat keeps qa's content, flagged.
+    let again = plan::plan(&store, "qa", &wf, &content).unwrap();
+    let ops = entry(&again, &o[0]);
+    assert_eq!(
+        (ops.action, ops.matched_by, ops.collision),
+        (Action::UseExisting, MatchKind::History, Collision::LocallyModified)
+    );
+    assert!(again.entries.iter().all(|e| e.action == Action::UseExisting), "{:?}", again.summary());
+}
+
+#[tokio::test]
+async fn prune_removes_children_deleted_at_the_source_under_an_unchanged_parent() {
+    let (_dir, store, wf, o) = scenario().await;
+    let content = extract(&store, &wf, &o[2]);
+    let p = plan::plan(&store, "qa", &wf, &content).unwrap();
+    install(&store, &wf, &content, &p, false).await;
+    let qa_tmpl = store.get("qa", "TMPL", &entry(&p, &o[2]).target_id).unwrap().unwrap();
+    let local_task = owned(obj("TTSK", 200, "QA-only step"), &qa_tmpl);
+    put(&store, "qa", &wf, vec![local_task.clone()]).await;
+
+    // Only the task goes away at the source: the template itself is unchanged.
+    let changes = environments::plan_delete(&store, "dev", &o[4].key(), false).unwrap();
+    store.write("dev", changes, Utc::now()).await.unwrap();
+    let content2 = extract(&store, &wf, &o[2]);
+    let p2 = plan::plan(&store, "qa", &wf, &content2).unwrap();
+    assert_eq!(entry(&p2, &o[2]).action, Action::UseExisting);
+    install(&store, &wf, &content2, &p2, true).await;
+    assert!(store.get("qa", "TTSK", &entry(&p, &o[4]).target_id).unwrap().is_none(), "promoted child pruned");
+    assert!(store.get("qa", "TTSK", &local_task.id).unwrap().is_some(), "local child kept");
+    assert!(store.get("qa", "TTSK", &entry(&p, &o[3]).target_id).unwrap().is_some(), "kept child stays");
+}
+
 /// Every object in qa, without write metadata.
 fn qa_snapshot(store: &Store) -> BTreeMap<ObjectKey, ConfigObject> {
     let mut all = BTreeMap::new();

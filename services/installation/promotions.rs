@@ -65,6 +65,7 @@ fn pending_key(target: &str, package_id: &str) -> Vec<u8> {
 pub enum PromotionError {
     Install(InstallError),
     NotFound(String),
+    VersionNotFound { package_id: String, version: i64 },
     SameEnvironment(String),
     AlreadyInProgress { existing: String },
     NotPending { id: String, status: PromotionStatus },
@@ -120,13 +121,16 @@ pub async fn request(
         if let Some(id) =
             state.store.get_record::<String>(&request_key("promotion", &caller.subject, &req.request_id))?
         {
-            return get(state, caller, &id);
+            return get(state, caller, &id).await;
         }
     }
     let client = state.package_client.as_ref().ok_or(InstallError::NoPackageService)?;
     let info = client.info(&req.package_id, token).await.map_err(InstallError::Upstream)?;
     if !caller.allows(Permission::PromotionRequest, &info.source_environment) {
         return Err(deny(state, caller, &info.source_environment, Permission::PromotionRequest).await);
+    }
+    if req.package_version > info.version {
+        return Err(PromotionError::VersionNotFound { package_id: info.id, version: req.package_version });
     }
     if info.organization != target.organization {
         return Err(InstallError::CrossOrganization.into());
@@ -190,12 +194,18 @@ fn visible_to(caller: &Identity, r: &PromotionRecord) -> bool {
             || caller.allows(Permission::PromotionRequest, &r.source_environment))
 }
 
-pub fn get(state: &State, caller: &Identity, id: &str) -> Result<PromotionRecord, PromotionError> {
-    state
+/// The request as the caller may see it: another organization's does not exist for it;
+/// one of its own organization it may not see is refused (and the denial audited).
+pub async fn get(state: &State, caller: &Identity, id: &str) -> Result<PromotionRecord, PromotionError> {
+    let r = state
         .store
         .get_record::<PromotionRecord>(&PromotionRecord::key(id))?
-        .filter(|r| visible_to(caller, r))
-        .ok_or_else(|| PromotionError::NotFound(id.to_string()))
+        .filter(|r| r.organization == caller.organization)
+        .ok_or_else(|| PromotionError::NotFound(id.to_string()))?;
+    if !visible_to(caller, &r) {
+        return Err(deny(state, caller, &r.target_environment, Permission::InstallationRead).await);
+    }
+    Ok(r)
 }
 
 /// Requests the caller may see, newest first, filtered; `tasks_only` keeps the pending
@@ -236,7 +246,7 @@ pub fn list(
 
 /// A pending request the caller may decide on (promotion.approve on its target).
 async fn pending_for_decision(state: &State, caller: &Identity, id: &str) -> Result<PromotionRecord, PromotionError> {
-    let r = get(state, caller, id)?;
+    let r = get(state, caller, id).await?;
     if !caller.allows(Permission::PromotionApprove, &r.target_environment) {
         return Err(deny(state, caller, &r.target_environment, Permission::PromotionApprove).await);
     }
@@ -244,6 +254,34 @@ async fn pending_for_decision(state: &State, caller: &Identity, id: &str) -> Res
         return Err(PromotionError::NotPending { id: r.id, status: r.status });
     }
     Ok(r)
+}
+
+/// The request as an earlier call of this caller with the same request id decided it, so
+/// that a retried accept, reject or cancel returns the first response.
+async fn decided_before(
+    state: &State,
+    caller: &Identity,
+    id: &str,
+    request_id: &str,
+) -> Result<Option<PromotionRecord>, PromotionError> {
+    if request_id.is_empty() {
+        return Ok(None);
+    }
+    match state.store.get_record::<String>(&decision_key(caller, request_id))? {
+        Some(decided) if decided == id => Ok(Some(get(state, caller, id).await?)),
+        _ => Ok(None),
+    }
+}
+
+fn decision_key(caller: &Identity, request_id: &str) -> Vec<u8> {
+    request_key("promotion-decision", &caller.subject, request_id)
+}
+
+/// Records the decision's request id in the same write as the decision.
+fn remember_decision(changes: &mut Changes, caller: &Identity, r: &PromotionRecord, request_id: &str) {
+    if !request_id.is_empty() {
+        changes.record(decision_key(caller, request_id), &r.id);
+    }
 }
 
 pub struct Decision {
@@ -264,8 +302,29 @@ pub async fn accept(
 ) -> Result<PromotionRecord, PromotionError> {
     // One decision at a time per request; the installation takes the environment lock.
     let _decision = state.lock(&format!("promotion/{id}")).await;
+    if let Some(r) = decided_before(state, caller, id, &d.request_id).await? {
+        return Ok(r);
+    }
     let mut r = pending_for_decision(state, caller, id).await?;
     let target = state.directory.get(&r.target_environment).ok_or_else(|| PromotionError::NotFound(id.to_string()))?;
+    let now = Utc::now();
+    let pending = r.clone();
+    // The ACCEPTED request is written in the installation's own atomic step: a crash can
+    // never leave an installed package behind a request that still looks pending.
+    let installation_id = uuid::Uuid::now_v7().to_string();
+    r.status = PromotionStatus::Accepted;
+    r.installation_id = installation_id.clone();
+    r.decided_by = caller.subject.clone();
+    r.decision_comment = d.comment;
+    r.last_error.clear();
+    r.update_time = now;
+    let mut decision = Changes::default();
+    decision.record(PromotionRecord::key(&r.id), &r);
+    decision.records.push((r.pending_key(), None));
+    remember_decision(&mut decision, caller, &r, &d.request_id);
+    let accepted =
+        event(caller, &r, "PROMOTION_ACCEPTED", &d.request_id).detail("installation_id", installation_id.clone());
+    decision.record(accepted.record_key(), &accepted);
     let install = InstallRequest {
         package_id: r.package_id.clone(),
         package_version: r.package_version,
@@ -273,26 +332,13 @@ pub async fn accept(
         overrides: d.overrides,
         prune_children: d.prune_children,
         request_id: d.request_id.clone(),
+        installation_id: Some(installation_id),
+        companion_records: decision.records,
     };
-    let now = Utc::now();
     match installer::create_installation(state, caller, token, &target, install).await {
-        Ok(installation) => {
-            r.status = PromotionStatus::Accepted;
-            r.installation_id = installation.id;
-            r.decided_by = caller.subject.clone();
-            r.decision_comment = d.comment;
-            r.last_error.clear();
-            r.update_time = now;
-            let mut changes = Changes::default();
-            changes.record(PromotionRecord::key(&r.id), &r);
-            changes.records.push((r.pending_key(), None));
-            let event = event(caller, &r, "PROMOTION_ACCEPTED", &d.request_id)
-                .detail("installation_id", r.installation_id.clone());
-            changes.record(event.record_key(), &event);
-            state.store.write(&r.target_environment, changes, now).await?;
-            Ok(r)
-        }
+        Ok(_) => Ok(r),
         Err(e) => {
+            let mut r = pending;
             let status: tonic::Status = e.into();
             r.last_error = format!("{:?}: {}", status.code(), status.message());
             r.update_time = now;
@@ -318,8 +364,11 @@ pub async fn close(
     request_id: &str,
 ) -> Result<PromotionRecord, PromotionError> {
     let _decision = state.lock(&format!("promotion/{id}")).await;
+    if let Some(r) = decided_before(state, caller, id, request_id).await? {
+        return Ok(r);
+    }
     let mut r = if cancel {
-        let r = get(state, caller, id)?;
+        let r = get(state, caller, id).await?;
         if r.requested_by != caller.subject {
             return Err(PromotionError::NotRequester(r.requested_by));
         }
@@ -338,6 +387,7 @@ pub async fn close(
     let mut changes = Changes::default();
     changes.record(PromotionRecord::key(&r.id), &r);
     changes.records.push((r.pending_key(), None));
+    remember_decision(&mut changes, caller, &r, request_id);
     let action = if cancel { "PROMOTION_CANCELLED" } else { "PROMOTION_REJECTED" };
     let event = event(caller, &r, action, request_id);
     changes.record(event.record_key(), &event);

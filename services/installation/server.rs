@@ -11,6 +11,7 @@ use crate::proto::v1 as pb;
 use crate::shared::auth::TokenSigner;
 use crate::shared::config::{Config, ServiceKind};
 use crate::shared::directory::Directory;
+use crate::shared::metrics::Admin;
 use crate::shared::serving::{self, auth_interceptor, Health};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -37,6 +38,9 @@ pub async fn run(
         "promotion.v1.AuditService",
     ])
     .await;
+    let sized = state.clone();
+    let admin =
+        Admin::start(state.config.admin_listen, "installation", Arc::new(move || sized.store.size_on_disk())).await?;
     let limit = state.config.limits.max_message_bytes;
     let (reflection_v1, reflection_v1alpha) = serving::reflection();
     let authed = auth_interceptor(state.signer.clone());
@@ -67,11 +71,13 @@ pub async fn run(
         let _ = outbox_stopped.await;
     }));
     health.serving().await;
+    admin.set_serving(true);
     tracing::info!(addr = %listener.local_addr()?, environments = ?state.config.hosted_environments, "installation service serving");
-    serving::serve(router, listener, health, shutdown).await?;
+    serving::serve(router, listener, health, admin.not_serving_after(shutdown)).await?;
     let _ = stop_outbox.send(());
     let _ = outbox.await;
     state.store.flush().await?;
+    admin.stop();
     tracing::info!("installation service stopped; store flushed");
     Ok(())
 }

@@ -74,6 +74,30 @@ impl State {
         Ok(info)
     }
 
+    /// Appends the event of a mutating call that failed after its input was accepted
+    /// (stale plan, invalid translation map, package service down, ...): the attempt is
+    /// on the record even though it changed nothing else.
+    pub async fn audit_failure(
+        &self,
+        caller: &Identity,
+        env: &str,
+        action: &str,
+        resource: (&str, &str),
+        failure: &Status,
+    ) {
+        let mut event = AuditEvent::new(SERVICE_NAME, caller, env, action, resource)
+            .outcome(failure.code())
+            .detail("message", failure.message());
+        if let Some(reason) = crate::shared::errors::reason_of(failure) {
+            event = event.detail("reason", reason);
+        }
+        let mut changes = Changes::default();
+        changes.record(event.record_key(), &event);
+        if let Err(e) = self.store.write(env, changes, chrono::Utc::now()).await {
+            tracing::error!(error = %e, action, "could not record a failed call's audit event");
+        }
+    }
+
     /// Appends an ACCESS_DENIED event; the denied call itself writes nothing else.
     pub async fn audit_denied(&self, caller: &Identity, env: &str, p: Permission) {
         let event = AuditEvent::new(SERVICE_NAME, caller, env, "ACCESS_DENIED", ("environment", env))

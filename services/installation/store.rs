@@ -171,6 +171,11 @@ impl Store {
         }
     }
 
+    /// Whether `key` (a page token) belongs to a listing of `code` objects in `env`.
+    pub fn is_list_key(&self, env: &str, code: &str, key: &[u8]) -> bool {
+        key.starts_with(&self::key(&[b"O", env.as_bytes(), code.as_bytes(), b""]))
+    }
+
     /// Objects of one type, in id order, starting after `after` (a key from a previous
     /// page). Returns the objects and the key of the last one.
     pub fn list(

@@ -1,5 +1,5 @@
-//! Starting and stopping the package service: open the store, build the gRPC router,
-//! serve until shutdown, flush.
+//! Starting and stopping the package service: open the store, recover interrupted
+//! extractions, build the gRPC router, serve until shutdown, flush.
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tonic::service::interceptor::InterceptedService;
@@ -11,6 +11,7 @@ use crate::proto::v1 as pb;
 use crate::shared::auth::TokenSigner;
 use crate::shared::config::{Config, ServiceKind};
 use crate::shared::directory::Directory;
+use crate::shared::metrics::Admin;
 use crate::shared::serving::{self, auth_interceptor, Health};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -25,10 +26,16 @@ pub async fn run(
     let (health, health_service) =
         Health::new(vec!["promotion.v1.PackageService", "promotion.v1.AuthService", "promotion.v1.AuditService"]).await;
     let store = Store::open(&config.data_dir)?;
+    let sized = store.clone();
+    let admin = Admin::start(config.admin_listen, "package", Arc::new(move || sized.size_on_disk())).await?;
     let signer = Arc::new(TokenSigner::new(config.auth.signing_key.as_bytes(), &config.auth.issuer));
     let directory = Directory::from_config(&config, &catalogs);
     let limit = config.limits.max_message_bytes;
-    let state = Arc::new(State { config, directory, store: store.clone(), signer: signer.clone() });
+    let state = Arc::new(State::new(config, directory, store.clone(), signer.clone()));
+    let interrupted = super::operations::recover(&state).await.map_err(|e| e.to_string())?;
+    if interrupted > 0 {
+        tracing::warn!(packages = interrupted, "extractions interrupted by the last stop are now EXTRACTION_FAILED");
+    }
     let (reflection_v1, reflection_v1alpha) = serving::reflection();
     let authed = auth_interceptor(signer);
     let router = serving::server_builder()
@@ -49,9 +56,17 @@ pub async fn run(
         ));
     let router = super::grpc::add_package_service(router, state.clone(), authed, limit);
     health.serving().await;
+    admin.set_serving(true);
     tracing::info!(addr = %listener.local_addr()?, "package service serving");
-    serving::serve(router, listener, health, shutdown).await?;
+    let stopping = state.clone();
+    let shutdown = async move {
+        shutdown.await;
+        // Watch streams never end by themselves; they must let the drain finish.
+        stopping.stop();
+    };
+    serving::serve(router, listener, health, admin.not_serving_after(shutdown)).await?;
     store.flush().await?;
+    admin.stop();
     tracing::info!("package service stopped; store flushed");
     Ok(())
 }

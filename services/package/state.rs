@@ -1,34 +1,67 @@
 //! What every package-service handler shares: configuration, the environment directory,
-//! the store, the token signer, and audit/authorisation helpers.
-use std::sync::Arc;
-use tonic::{Code, Status};
+//! the store, the token signer, per-key write locks, watchers, the extraction slots, and
+//! the audit of denied calls.
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tonic::Code;
 
 use super::store::{Store, Write};
+use super::watch::WatchHub;
 use crate::shared::audit::AuditEvent;
 use crate::shared::auth::{Identity, Permission, TokenSigner};
 use crate::shared::config::Config;
-use crate::shared::directory::{Directory, EnvironmentInfo};
-use crate::shared::serving::{environment_not_found, permission_denied};
+use crate::shared::directory::Directory;
 
 pub const SERVICE_NAME: &str = "package-service";
+/// Extractions running at once; each holds one package's objects in memory.
+pub const EXTRACTION_SLOTS: usize = 2;
+/// Lock entries kept before unused ones are pruned.
+const LOCK_MAP_PRUNE_AT: usize = 1024;
 
 pub struct State {
     pub config: Config,
     pub directory: Directory,
     pub store: Store,
     pub signer: Arc<TokenSigner>,
+    pub watchers: WatchHub,
+    pub extraction_slots: Arc<tokio::sync::Semaphore>,
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl State {
-    /// The environment if the caller's organization owns it and the caller holds `p` on
-    /// it; denials are audited.
-    pub async fn authorize(&self, caller: &Identity, env: &str, p: Permission) -> Result<Arc<EnvironmentInfo>, Status> {
-        let info = self.directory.visible(caller, env).ok_or_else(|| environment_not_found(env))?;
-        if !caller.allows(p, env) {
-            self.audit_denied(caller, env, p).await;
-            return Err(permission_denied(p, env));
+    pub fn new(config: Config, directory: Directory, store: Store, signer: Arc<TokenSigner>) -> Self {
+        State {
+            config,
+            directory,
+            store,
+            signer,
+            watchers: WatchHub::default(),
+            extraction_slots: Arc::new(tokio::sync::Semaphore::new(EXTRACTION_SLOTS)),
+            locks: Mutex::default(),
+            stopping: tokio::sync::watch::channel(false).0,
         }
-        Ok(info)
+    }
+
+    /// Read-modify-write of one record (a package, a request id) happens under its lock.
+    pub async fn lock(&self, key: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self.locks.lock().expect("lock map is never poisoned");
+            if locks.len() >= LOCK_MAP_PRUNE_AT {
+                locks.retain(|_, l| Arc::strong_count(l) > 1);
+            }
+            locks.entry(key.to_string()).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
+
+    /// Tells long-lived calls (WatchPackage) that the service is shutting down.
+    pub fn stop(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    pub fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.stopping.subscribe()
     }
 
     /// Appends an ACCESS_DENIED event; the denied call itself writes nothing else.

@@ -74,8 +74,8 @@ pub fn bearer(metadata: &MetadataMap) -> Option<tonic::metadata::MetadataValue<t
     metadata.get("authorization").cloned()
 }
 
-/// Reflection v1 and v1alpha (grpcurl 1.8 speaks only v1alpha), serving our contracts and
-/// the health service's.
+/// Reflection v1 and v1alpha (grpcurl 1.8 speaks only v1alpha), serving our contracts, the
+/// health service's, and google.rpc's so that grpcurl can decode the ErrorInfo of an error.
 pub fn reflection() -> (
     tonic_reflection::server::v1::ServerReflectionServer<impl tonic_reflection::server::v1::ServerReflection>,
     tonic_reflection::server::v1alpha::ServerReflectionServer<impl tonic_reflection::server::v1alpha::ServerReflection>,
@@ -83,11 +83,13 @@ pub fn reflection() -> (
     let v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .expect("the descriptor sets are valid");
     let v1alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .expect("the descriptor sets are valid");
     (v1, v1alpha)
@@ -167,17 +169,19 @@ impl Health {
     }
 }
 
-/// A server builder with the settings every service here uses.
-pub fn server_builder() -> tonic::transport::Server {
+/// A server builder with the settings every service here uses, counting every call in
+/// the process's metrics.
+pub fn server_builder() -> super::metrics::MeteredServer {
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .tcp_nodelay(true)
+        .layer(super::metrics::layer())
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then reports NOT_SERVING and
 /// drains in-flight calls.
 pub async fn serve(
-    router: tonic::transport::server::Router,
+    router: super::metrics::MeteredRouter,
     listener: tokio::net::TcpListener,
     health: Health,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,

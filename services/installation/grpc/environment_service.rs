@@ -221,11 +221,14 @@ impl pb::environment_service_server::EnvironmentService for EnvironmentApi {
             o.name.starts_with(&req.name_prefix)
                 && (req.parent_id.is_empty() || o.parent.as_ref().is_some_and(|p| p.id == req.parent_id))
         };
+        if page.after.as_deref().is_some_and(|a| !self.state.store.is_list_key(&info.id, &req.obj_code, a)) {
+            return Err(page_error(crate::shared::pagination::PageError::BadToken));
+        }
         let (objects, last) = self
             .state
             .store
             .list(&info.id, &req.obj_code, page.after.as_deref(), keep, page.size)
-            .map_err(|_| page_error(crate::shared::pagination::PageError::BadToken))?;
+            .map_err(EnvError::from)?;
         Ok(Response::new(pb::ListObjectsResponse {
             objects: objects.iter().map(Into::into).collect(),
             next_page_token: last.map(|k| token_after(&k)).unwrap_or_default(),

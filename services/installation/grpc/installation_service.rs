@@ -405,9 +405,20 @@ impl pb::installation_service_server::InstallationService for InstallationApi {
             overrides,
             prune_children: req.prune_children,
             request_id: req.request_id,
+            installation_id: None,
+            companion_records: Vec::new(),
         };
-        let record = installer::create_installation(&self.state, &caller, &token, &dest, request).await?;
-        Ok(Response::new(installation_to_proto(&record, EntryPage::default())))
+        let package_id = request.package_id.clone();
+        match installer::create_installation(&self.state, &caller, &token, &dest, request).await {
+            Ok(record) => Ok(Response::new(installation_to_proto(&record, EntryPage::default()))),
+            Err(e) => {
+                let failure = Status::from(e);
+                self.state
+                    .audit_failure(&caller, &dest.id, "INSTALLATION_FAILED", ("package", &package_id), &failure)
+                    .await;
+                Err(failure)
+            }
+        }
     }
 
     async fn list_installations(

@@ -13,7 +13,7 @@ use super::state::State;
 use crate::proto::v1 as pb;
 
 /// Adds InstallationService and PromotionService behind the token check.
-pub fn add_installation_services<I>(router: Router, state: Arc<State>, authed: I, limit: usize) -> Router
+pub fn add_installation_services<I, L>(router: Router<L>, state: Arc<State>, authed: I, limit: usize) -> Router<L>
 where
     I: tonic::service::Interceptor + Clone + Send + Sync + 'static,
 {

@@ -34,6 +34,12 @@ impl From<PromotionError> for Status {
             PromotionError::NotFound(id) => {
                 status(Code::NotFound, "PROMOTION_REQUEST_NOT_FOUND", format!("promotion request {id} not found"), [("id", id)])
             }
+            PromotionError::VersionNotFound { package_id, version } => status(
+                Code::NotFound,
+                "VERSION_NOT_FOUND",
+                format!("package {package_id} has no version {version}"),
+                [("package_id", package_id), ("version", version.to_string())],
+            ),
             PromotionError::SameEnvironment(env) => status(
                 Code::FailedPrecondition,
                 "SAME_ENVIRONMENT",
@@ -239,7 +245,7 @@ impl pb::promotion_service_server::PromotionService for PromotionApi {
     ) -> Result<Response<pb::PromotionRequest>, Status> {
         let caller = caller(&req)?;
         require_uuid("id", &req.get_ref().id)?;
-        Ok(Response::new(to_proto(&promotions::get(&self.state, &caller, &req.get_ref().id)?)))
+        Ok(Response::new(to_proto(&promotions::get(&self.state, &caller, &req.get_ref().id).await?)))
     }
 
     async fn accept_promotion_request(

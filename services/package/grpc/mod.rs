@@ -11,7 +11,7 @@ use super::state::State;
 use crate::proto::v1 as pb;
 
 /// Adds PackageService behind the token check.
-pub fn add_package_service<I>(router: Router, state: Arc<State>, authed: I, limit: usize) -> Router
+pub fn add_package_service<I, L>(router: Router<L>, state: Arc<State>, authed: I, limit: usize) -> Router<L>
 where
     I: tonic::service::Interceptor + Clone + Send + Sync + 'static,
 {

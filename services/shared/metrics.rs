@@ -1,0 +1,733 @@
+//! Prometheus metrics of a service process and the admin HTTP port that serves them:
+//! gRPC calls by RPC and status code with latency histograms (a tower layer on the tonic
+//! server), extraction and installation durations and sizes, the store's size on disk,
+//! and `GET /healthz`.
+//!
+//! The exposition format is written by hand (text format 0.0.4); the registry is one per
+//! process, so in development mode, where both services share a process, it holds both.
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::Full;
+use tonic::Code;
+use tower_layer::Layer;
+use tower_service::Service;
+
+/// Upper bounds (seconds) of the per-RPC latency histogram.
+const LATENCY_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+/// Upper bounds (seconds) of extraction and installation durations: they run longer.
+const JOB_SECONDS_BUCKETS: &[f64] = &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0];
+/// Upper bounds of extraction and installation sizes, in configuration objects.
+const OBJECT_BUCKETS: &[f64] = &[1.0, 10.0, 100.0, 1_000.0, 10_000.0, 100_000.0, 1_000_000.0];
+/// Distinct (service, method) label pairs kept; calls to further paths (a client probing
+/// made-up methods) are counted under `other` so the exposition cannot grow without bound.
+const MAX_RPCS: usize = 256;
+
+/// The process-wide registry the server layer and the `record_*` functions write to.
+static GLOBAL: LazyLock<Registry> = LazyLock::new(Registry::default);
+
+/// Records one finished extraction: how long it took and how many objects it produced.
+pub fn record_extraction(duration: Duration, objects: usize) {
+    GLOBAL.extraction.lock_or_recover().observe(duration, objects);
+}
+
+/// Records one finished installation: how long it took and how many objects the package held.
+pub fn record_installation(duration: Duration, objects: usize) {
+    GLOBAL.installation.lock_or_recover().observe(duration, objects);
+}
+
+/// A tonic server builder with [`layer`] applied, and the router it builds.
+pub type MeteredServer = tonic::transport::Server<tower_layer::Stack<GrpcMetricsLayer, tower_layer::Identity>>;
+pub type MeteredRouter = tonic::transport::server::Router<tower_layer::Stack<GrpcMetricsLayer, tower_layer::Identity>>;
+
+/// The layer that counts every call of the tonic server it wraps.
+pub fn layer() -> GrpcMetricsLayer {
+    GrpcMetricsLayer { registry: &GLOBAL }
+}
+
+/// The text exposition of the process registry plus the store sizes, as `GET /metrics` returns it.
+pub fn render(store_size: &[StoreSize]) -> String {
+    GLOBAL.render(store_size)
+}
+
+/// The store-size gauge of one service, read when scraped.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreSize {
+    pub service: &'static str,
+    pub bytes: u64,
+}
+
+trait LockOrRecover<T> {
+    fn lock_or_recover(&self) -> MutexGuard<'_, T>;
+}
+
+impl<T> LockOrRecover<T> for Mutex<T> {
+    /// A panic elsewhere while holding a metrics lock must not take metrics down with it:
+    /// the counters stay meaningful.
+    fn lock_or_recover(&self) -> MutexGuard<'_, T> {
+        self.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A fixed-bucket histogram; counts per bucket are stored non-cumulatively.
+#[derive(Debug, Clone)]
+struct Histogram {
+    bounds: &'static [f64],
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram { bounds, counts: vec![0; bounds.len()], sum: 0.0, count: 0 }
+    }
+
+    fn observe(&mut self, value: f64) {
+        if let Some(i) = self.bounds.iter().position(|b| value <= *b) {
+            self.counts[i] += 1;
+        }
+        self.sum += value;
+        self.count += 1;
+    }
+
+    /// `name_bucket`, `name_sum` and `name_count` lines; `labels` is `k="v",` pairs or empty.
+    fn render(&self, name: &str, labels: &str, out: &mut String) {
+        let mut cumulative = 0;
+        for (bound, count) in self.bounds.iter().zip(&self.counts) {
+            cumulative += count;
+            let _ = writeln!(out, "{name}_bucket{{{labels}le=\"{bound}\"}} {cumulative}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{{labels}le=\"+Inf\"}} {}", self.count);
+        let labels = labels.trim_end_matches(',');
+        let braces = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
+        let _ = writeln!(out, "{name}_sum{braces} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{braces} {}", self.count);
+    }
+}
+
+/// Durations and sizes of one kind of background job.
+#[derive(Debug)]
+struct Jobs {
+    seconds: Histogram,
+    objects: Histogram,
+}
+
+impl Default for Jobs {
+    fn default() -> Self {
+        Jobs { seconds: Histogram::new(JOB_SECONDS_BUCKETS), objects: Histogram::new(OBJECT_BUCKETS) }
+    }
+}
+
+impl Jobs {
+    fn observe(&mut self, duration: Duration, objects: usize) {
+        self.seconds.observe(duration.as_secs_f64());
+        self.objects.observe(objects as f64);
+    }
+
+    fn render(&self, what: &str, out: &mut String) {
+        let seconds = format!("promotion_{what}_duration_seconds");
+        let _ = writeln!(out, "# HELP {seconds} Time from start to end of each finished {what}.");
+        let _ = writeln!(out, "# TYPE {seconds} histogram");
+        self.seconds.render(&seconds, "", out);
+        let objects = format!("promotion_{what}_objects");
+        let _ = writeln!(out, "# HELP {objects} Configuration objects in each finished {what}.");
+        let _ = writeln!(out, "# TYPE {objects} histogram");
+        self.objects.render(&objects, "", out);
+    }
+}
+
+/// Where calls are counted whose path is not `/service/method`, and calls to methods first
+/// seen after [`MAX_RPCS`] others.
+const OTHER: &str = "/other/other";
+
+/// `/promotion.v1.PackageService/GetPackage` -> ("promotion.v1.PackageService", "GetPackage").
+fn split_rpc(path: &str) -> Option<(&str, &str)> {
+    let (service, method) = path.strip_prefix('/')?.split_once('/')?;
+    (!service.is_empty() && !method.is_empty() && !method.contains('/')).then_some((service, method))
+}
+
+#[derive(Debug)]
+struct RpcStats {
+    codes: BTreeMap<&'static str, u64>,
+    latency: Histogram,
+}
+
+impl Default for RpcStats {
+    fn default() -> Self {
+        RpcStats { codes: BTreeMap::new(), latency: Histogram::new(LATENCY_BUCKETS) }
+    }
+}
+
+impl RpcStats {
+    fn observe(&mut self, code: Code, elapsed: Duration) {
+        *self.codes.entry(code_name(code)).or_default() += 1;
+        self.latency.observe(elapsed.as_secs_f64());
+    }
+}
+
+/// Everything one process measures.
+#[derive(Debug, Default)]
+pub struct Registry {
+    /// By request path; the labels are derived when rendering.
+    rpcs: Mutex<BTreeMap<String, RpcStats>>,
+    extraction: Mutex<Jobs>,
+    installation: Mutex<Jobs>,
+}
+
+impl Registry {
+    fn observe_call(&self, path: &str, code: Code, elapsed: Duration) {
+        let mut rpcs = self.rpcs.lock_or_recover();
+        // The common case, a method already seen, allocates nothing.
+        if let Some(stats) = rpcs.get_mut(path) {
+            stats.observe(code, elapsed);
+            return;
+        }
+        let key = if split_rpc(path).is_some() && rpcs.len() < MAX_RPCS { path } else { OTHER };
+        rpcs.entry(key.to_string()).or_default().observe(code, elapsed);
+    }
+
+    fn render(&self, store_size: &[StoreSize]) -> String {
+        let mut out = String::with_capacity(16 * 1024);
+        let _ = writeln!(out, "# HELP promotion_build_info The running version of promotion.");
+        let _ = writeln!(out, "# TYPE promotion_build_info gauge");
+        let _ = writeln!(out, "promotion_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
+        self.render_rpcs(&mut out);
+        self.extraction.lock_or_recover().render("extraction", &mut out);
+        self.installation.lock_or_recover().render("installation", &mut out);
+        let _ = writeln!(out, "# HELP promotion_store_size_bytes Size on disk of the service's sled store.");
+        let _ = writeln!(out, "# TYPE promotion_store_size_bytes gauge");
+        for gauge in store_size {
+            let _ =
+                writeln!(out, "promotion_store_size_bytes{{service=\"{}\"}} {}", escape(gauge.service), gauge.bytes);
+        }
+        out
+    }
+
+    fn render_rpcs(&self, out: &mut String) {
+        let rpcs = self.rpcs.lock_or_recover();
+        let _ =
+            writeln!(out, "# HELP grpc_server_handled_total gRPC calls completed, by service, method and status code.");
+        let _ = writeln!(out, "# TYPE grpc_server_handled_total counter");
+        for (rpc, stats) in rpcs.iter() {
+            for (code, count) in &stats.codes {
+                let _ = writeln!(out, "grpc_server_handled_total{{{}grpc_code=\"{code}\"}} {count}", rpc_labels(rpc));
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP grpc_server_handling_seconds Time from a call's arrival to its status (the end of a stream)."
+        );
+        let _ = writeln!(out, "# TYPE grpc_server_handling_seconds histogram");
+        for (rpc, stats) in rpcs.iter() {
+            stats.latency.render("grpc_server_handling_seconds", &rpc_labels(rpc), out);
+        }
+    }
+}
+
+fn rpc_labels(path: &str) -> String {
+    let (service, method) = split_rpc(path).unwrap_or(("other", "other"));
+    format!("grpc_service=\"{}\",grpc_method=\"{}\",", escape(service), escape(method))
+}
+
+/// Label values escape backslash, double quote and newline (exposition format 0.0.4).
+fn escape(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// The canonical upper-snake name of a status code, as gRPC documents them.
+fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// A tower layer for `tonic::transport::Server::layer` that counts every call by RPC and
+/// status code and times it.
+///
+/// The status comes from the `grpc-status` response header when the server answers
+/// "trailers-only" (every error a unary handler returns) and otherwise from the trailers
+/// at the end of the body, so streaming calls count with their final status and their
+/// latency spans the whole stream. A call whose response body is dropped before its
+/// trailers (the client went away) counts as CANCELLED.
+#[derive(Debug, Clone, Copy)]
+pub struct GrpcMetricsLayer {
+    registry: &'static Registry,
+}
+
+impl<S> Layer<S> for GrpcMetricsLayer {
+    type Service = GrpcMetrics<S>;
+
+    fn layer(&self, inner: S) -> GrpcMetrics<S> {
+        GrpcMetrics { inner, registry: self.registry }
+    }
+}
+
+/// The service [`GrpcMetricsLayer`] wraps around the server's routes.
+#[derive(Debug, Clone)]
+pub struct GrpcMetrics<S> {
+    inner: S,
+    registry: &'static Registry,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for GrpcMetrics<S>
+where
+    S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ResBody: Body + Unpin + Send + 'static,
+{
+    type Response = http::Response<MeteredBody<ResBody>>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
+        // A cheap clone (shared bytes): the path is needed when the call ends.
+        let uri = Some(req.uri().clone());
+        let mut call = Call { registry: self.registry, uri, start: Instant::now(), span: None };
+        let response = self.inner.call(req);
+        Box::pin(async move {
+            // Polled inside the server's per-call span (request id, method): keep it for the
+            // access log line, which is written when the body ends, outside the span.
+            if tracing::enabled!(tracing::Level::DEBUG) {
+                call.span = Some(tracing::Span::current());
+            }
+            let (parts, body) = response.await?.into_parts();
+            if let Some(status) = parts.headers.get("grpc-status") {
+                call.finish(Code::from_bytes(status.as_bytes()));
+            }
+            Ok(http::Response::from_parts(parts, MeteredBody { inner: body, call }))
+        })
+    }
+}
+
+/// One call being measured; records itself exactly once.
+struct Call {
+    registry: &'static Registry,
+    /// `None` once recorded.
+    uri: Option<http::Uri>,
+    start: Instant,
+    /// The call's log span, when debug logging is on.
+    span: Option<tracing::Span>,
+}
+
+impl Call {
+    fn finish(&mut self, code: Code) {
+        if let Some(uri) = self.uri.take() {
+            let elapsed = self.start.elapsed();
+            self.registry.observe_call(uri.path(), code, elapsed);
+            if let Some(span) = &self.span {
+                let seconds = elapsed.as_secs_f64();
+                span.in_scope(|| tracing::debug!(code = code_name(code), seconds, "call finished"));
+            }
+        }
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        self.finish(Code::Cancelled);
+    }
+}
+
+/// A response body that records its call when the trailers go out.
+pub struct MeteredBody<B> {
+    inner: B,
+    call: Call,
+}
+
+impl<B: Body + Unpin> Body for MeteredBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(status) = frame.trailers_ref().and_then(|t| t.get("grpc-status")) {
+                    this.call.finish(Code::from_bytes(status.as_bytes()));
+                }
+            }
+            // The server failed to produce the body: the client sees a reset stream.
+            Poll::Ready(Some(Err(_))) => this.call.finish(Code::Internal),
+            Poll::Ready(None) | Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Reads a service's store size for the gauge when `/metrics` is scraped.
+pub type StoreSizeFn = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// The admin HTTP server of one service: `GET /metrics` and `GET /healthz`.
+pub struct Admin {
+    serving: Arc<AtomicBool>,
+    addr: Option<SocketAddr>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Admin {
+    /// Listens on `addr` (nothing when `None`) and serves until [`Admin::stop`]. `/healthz`
+    /// answers 503 until [`Admin::set_serving`] marks the service ready.
+    pub async fn start(
+        addr: Option<SocketAddr>,
+        service: &'static str,
+        store_size: StoreSizeFn,
+    ) -> Result<Admin, std::io::Error> {
+        let serving = Arc::new(AtomicBool::new(false));
+        let Some(addr) = addr else {
+            return Ok(Admin { serving, addr: None, task: None });
+        };
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| std::io::Error::new(e.kind(), format!("admin_listen {addr}: {e}")))?;
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, "admin HTTP serving /metrics and /healthz");
+        let routes = AdminRoutes { service, store_size, serving: serving.clone() };
+        let task = tokio::spawn(accept(listener, routes));
+        Ok(Admin { serving, addr: Some(addr), task: Some(task) })
+    }
+
+    /// Where the admin port listens, if it does.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.addr
+    }
+
+    pub fn set_serving(&self, serving: bool) {
+        self.serving.store(serving, Ordering::SeqCst);
+    }
+
+    /// `shutdown`, which also turns `/healthz` to 503 the moment it resolves, like the
+    /// gRPC health service.
+    pub fn not_serving_after(
+        &self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let serving = self.serving.clone();
+        async move {
+            shutdown.await;
+            serving.store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// Stops accepting admin connections.
+    pub fn stop(mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+#[derive(Clone)]
+struct AdminRoutes {
+    service: &'static str,
+    store_size: StoreSizeFn,
+    serving: Arc<AtomicBool>,
+}
+
+async fn accept(listener: tokio::net::TcpListener, routes: AdminRoutes) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors and the like: back off rather than spin.
+                tracing::warn!(error = %e, "admin listener cannot accept");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let routes = routes.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let routes = routes.clone();
+                async move { Ok::<_, std::convert::Infallible>(routes.respond(req).await) }
+            });
+            let io = hyper_util::rt::TokioIo::new(stream);
+            if let Err(e) = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await {
+                tracing::debug!(error = %e, "admin connection ended with an error");
+            }
+        });
+    }
+}
+
+impl AdminRoutes {
+    async fn respond<B>(&self, req: http::Request<B>) -> http::Response<Full<Bytes>> {
+        let path = req.uri().path();
+        if path != "/metrics" && path != "/healthz" {
+            return plain(
+                http::StatusCode::NOT_FOUND,
+                "not found: the admin port serves /metrics and /healthz\n".into(),
+            );
+        }
+        if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
+            return plain(http::StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n".into());
+        }
+        if path == "/healthz" {
+            return match self.serving.load(Ordering::SeqCst) {
+                true => plain(http::StatusCode::OK, "SERVING\n".into()),
+                false => plain(http::StatusCode::SERVICE_UNAVAILABLE, "NOT_SERVING\n".into()),
+            };
+        }
+        let read = self.store_size.clone();
+        // Reading the size lists the store's files: keep it off the async workers.
+        let bytes = tokio::task::spawn_blocking(move || read()).await.unwrap_or(0);
+        let text = render(&[StoreSize { service: self.service, bytes }]);
+        let mut response = plain(http::StatusCode::OK, text);
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        response
+    }
+}
+
+fn plain(status: http::StatusCode, text: String) -> http::Response<Full<Bytes>> {
+    let mut response = http::Response::new(Full::new(Bytes::from(text)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    fn registry() -> &'static Registry {
+        Box::leak(Box::default())
+    }
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_end_with_inf() {
+        let mut h = Histogram::new(&[0.1, 1.0]);
+        for v in [0.05, 0.5, 0.7, 3.0] {
+            h.observe(v);
+        }
+        let mut out = String::new();
+        h.render("x", "a=\"b\",", &mut out);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "x_bucket{a=\"b\",le=\"0.1\"} 1",
+                "x_bucket{a=\"b\",le=\"1\"} 3",
+                "x_bucket{a=\"b\",le=\"+Inf\"} 4",
+                "x_sum{a=\"b\"} 4.25",
+                "x_count{a=\"b\"} 4",
+            ]
+        );
+        let mut bare = String::new();
+        Histogram::new(&[1.0]).render("y", "", &mut bare);
+        assert!(bare.contains("y_bucket{le=\"+Inf\"} 0\ny_sum 0\ny_count 0\n"), "{bare}");
+    }
+
+    #[test]
+    fn paths_become_service_and_method_and_odd_paths_are_other() {
+        assert_eq!(
+            split_rpc("/promotion.v1.PackageService/GetPackage"),
+            Some(("promotion.v1.PackageService", "GetPackage"))
+        );
+        let r = registry();
+        for odd in ["/", "/nomethod", "//x/y", "/a/b/c", "", "x/y"] {
+            assert_eq!(split_rpc(odd), None, "{odd}");
+            r.observe_call(odd, Code::Unimplemented, Duration::ZERO);
+        }
+        let text = r.render(&[]);
+        assert!(
+            text.contains(
+                "grpc_server_handled_total{grpc_service=\"other\",grpc_method=\"other\",grpc_code=\"UNIMPLEMENTED\"} 6\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn made_up_methods_beyond_the_cap_are_counted_as_other() {
+        let r = registry();
+        for i in 0..MAX_RPCS + 10 {
+            r.observe_call(&format!("/s/M{i}"), Code::Unimplemented, Duration::ZERO);
+        }
+        r.observe_call("/s/M0", Code::Ok, Duration::ZERO);
+        let rpcs = r.rpcs.lock_or_recover();
+        assert_eq!(rpcs.len(), MAX_RPCS + 1);
+        assert_eq!(rpcs[OTHER].codes["UNIMPLEMENTED"], 10);
+        assert_eq!(rpcs["/s/M0"].codes["OK"], 1, "methods seen before the cap keep counting");
+    }
+
+    #[test]
+    fn jobs_render_durations_and_sizes() {
+        let r = registry();
+        r.extraction.lock_or_recover().observe(Duration::from_millis(300), 42);
+        let text = r.render(&[StoreSize { service: "package", bytes: 1234 }]);
+        assert!(text.contains("promotion_extraction_duration_seconds_bucket{le=\"0.5\"} 1\n"), "{text}");
+        assert!(text.contains("promotion_extraction_objects_bucket{le=\"10\"} 0\n"), "{text}");
+        assert!(text.contains("promotion_extraction_objects_sum 42\n"), "{text}");
+        assert!(text.contains("promotion_installation_duration_seconds_count 0\n"), "{text}");
+        assert!(text.contains("promotion_store_size_bytes{service=\"package\"} 1234\n"), "{text}");
+    }
+
+    /// A stand-in for tonic's routes: answers with the given headers and trailers.
+    #[derive(Clone)]
+    struct Answer {
+        header_status: Option<&'static str>,
+        trailer_status: Option<&'static str>,
+    }
+
+    impl Service<http::Request<()>> for Answer {
+        type Response = http::Response<http_body_util::StreamBody<BoxStream>>;
+        type Error = std::convert::Infallible;
+        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: http::Request<()>) -> Self::Future {
+            let mut frames = vec![Ok(Frame::data(Bytes::from_static(b"payload")))];
+            if let Some(code) = self.trailer_status {
+                let mut trailers = http::HeaderMap::new();
+                trailers.insert("grpc-status", http::HeaderValue::from_static(code));
+                frames.push(Ok(Frame::trailers(trailers)));
+            }
+            let mut response =
+                http::Response::new(http_body_util::StreamBody::new(Box::pin(tokio_stream::iter(frames)) as BoxStream));
+            if let Some(code) = self.header_status {
+                response.headers_mut().insert("grpc-status", http::HeaderValue::from_static(code));
+            }
+            std::future::ready(Ok(response))
+        }
+    }
+
+    type BoxStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<Frame<Bytes>, std::convert::Infallible>> + Send>>;
+
+    async fn call(r: &'static Registry, path: &str, answer: Answer, read_body: bool) {
+        let mut svc = GrpcMetricsLayer { registry: r }.layer(answer);
+        let req = http::Request::builder().uri(path).body(()).unwrap();
+        let response = svc.call(req).await.unwrap();
+        if read_body {
+            response.into_body().collect().await.unwrap();
+        }
+    }
+
+    fn count(r: &Registry, method: &str, code: &str) -> u64 {
+        let rpcs = r.rpcs.lock_or_recover();
+        rpcs.get(&format!("/promotion.v1.S/{method}")).and_then(|s| s.codes.get(code).copied()).unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn calls_count_by_header_status_trailer_status_or_as_cancelled() {
+        let r = registry();
+        let ok = Answer { header_status: None, trailer_status: Some("0") };
+        call(r, "/promotion.v1.S/Get", ok.clone(), true).await;
+        call(r, "/promotion.v1.S/Get", ok.clone(), true).await;
+        let not_found = Answer { header_status: Some("5"), trailer_status: None };
+        call(r, "/promotion.v1.S/Get", not_found, false).await;
+        let stream_fails = Answer { header_status: None, trailer_status: Some("14") };
+        call(r, "/promotion.v1.S/Watch", stream_fails, true).await;
+        call(r, "/promotion.v1.S/Watch", ok, false).await;
+        assert_eq!(count(r, "Get", "OK"), 2);
+        assert_eq!(count(r, "Get", "NOT_FOUND"), 1);
+        assert_eq!(count(r, "Watch", "UNAVAILABLE"), 1);
+        assert_eq!(count(r, "Watch", "CANCELLED"), 1, "a body dropped before its trailers");
+        let text = r.render(&[]);
+        assert!(
+            text.contains(
+                "grpc_server_handled_total{grpc_service=\"promotion.v1.S\",grpc_method=\"Get\",grpc_code=\"OK\"} 2\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "grpc_server_handling_seconds_count{grpc_service=\"promotion.v1.S\",grpc_method=\"Get\"} 3\n"
+            ),
+            "{text}"
+        );
+    }
+
+    async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).await.unwrap();
+        let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap();
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        (status, body)
+    }
+
+    #[tokio::test]
+    async fn the_admin_port_serves_metrics_and_health_that_follows_serving() {
+        let admin = Admin::start(Some(([127, 0, 0, 1], 0).into()), "installation", Arc::new(|| 777)).await.unwrap();
+        let port = admin.local_addr().unwrap();
+        assert_eq!(get(port, "/healthz").await, (503, "NOT_SERVING\n".into()));
+        admin.set_serving(true);
+        assert_eq!(get(port, "/healthz").await, (200, "SERVING\n".into()));
+        let (status, body) = get(port, "/metrics").await;
+        assert_eq!(status, 200);
+        assert!(body.contains("promotion_store_size_bytes{service=\"installation\"} 777\n"), "{body}");
+        assert_eq!(get(port, "/other").await.0, 404);
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = admin.not_serving_after(async move {
+            let _ = rx.await;
+        });
+        tx.send(()).unwrap();
+        shutdown.await;
+        assert_eq!(get(port, "/healthz").await.0, 503);
+        admin.stop();
+    }
+
+    #[tokio::test]
+    async fn no_address_means_no_admin_port() {
+        let admin = Admin::start(None, "package", Arc::new(|| 0)).await.unwrap();
+        assert!(admin.task.is_none() && admin.local_addr().is_none());
+        admin.stop();
+    }
+}
