@@ -99,12 +99,13 @@ async fn fetch(
     Ok((info, content))
 }
 
-fn remembered<T: for<'de> serde::Deserialize<'de>>(
+/// The first response to a create call repeated with the same request id, if any.
+fn remembered<T>(
     state: &State,
     kind: &str,
     caller: &Identity,
     request_id: &str,
-    record_key: fn(&str) -> Vec<u8>,
+    load: impl Fn(&super::store::Store, &str) -> Result<Option<T>, StoreError>,
 ) -> Result<Option<T>, InstallError> {
     if request_id.is_empty() {
         return Ok(None);
@@ -112,7 +113,7 @@ fn remembered<T: for<'de> serde::Deserialize<'de>>(
     let Some(id) = state.store.get_record::<String>(&request_key(kind, &caller.subject, request_id))? else {
         return Ok(None);
     };
-    Ok(state.store.get_record(&record_key(&id))?)
+    Ok(load(&state.store, &id)?)
 }
 
 pub async fn create_pre_run(
@@ -122,14 +123,14 @@ pub async fn create_pre_run(
     dest: &EnvironmentInfo,
     req: PreRunRequest,
 ) -> Result<PreRunRecord, InstallError> {
-    if let Some(done) = remembered(state, "prerun", caller, &req.request_id, PreRunRecord::key)? {
+    if let Some(done) = remembered(state, "prerun", caller, &req.request_id, PreRunRecord::load)? {
         return Ok(done);
     }
     let (_, content) = fetch(state, token, dest, &req.package_id, req.package_version).await?;
     let _guard = state.lock(&dest.id).await;
     let plan = tokio::task::block_in_place(|| plan::plan(&state.store, &dest.id, &dest.catalog, &content))?;
     let now = Utc::now();
-    let record = PreRunRecord {
+    let mut record = PreRunRecord {
         id: uuid::Uuid::now_v7().to_string(),
         organization: dest.organization.clone(),
         package_id: content.package_id.clone(),
@@ -142,9 +143,12 @@ pub async fn create_pre_run(
         expire_time: now + Duration::seconds(state.config.limits.pre_run_ttl_seconds),
         created_by: caller.subject.clone(),
         plan,
+        summary: Default::default(),
+        entry_count: 0,
+        ready: false,
     };
     let mut changes = Changes::default();
-    changes.record(PreRunRecord::key(&record.id), &record);
+    record.save(&mut changes);
     if !req.request_id.is_empty() {
         changes.record(request_key("prerun", &caller.subject, &req.request_id), &record.id);
     }
@@ -159,18 +163,19 @@ pub async fn create_pre_run(
 
 /// A pre-run the caller may see.
 pub fn get_pre_run(state: &State, caller: &Identity, id: &str) -> Result<PreRunRecord, InstallError> {
-    state
-        .store
-        .get_record::<PreRunRecord>(&PreRunRecord::key(id))?
+    PreRunRecord::load(&state.store, id)?
         .filter(|r| r.organization == caller.organization)
         .ok_or_else(|| InstallError::PreRunNotFound(id.to_string()))
 }
 
 /// An installation the caller may see.
-pub fn get_installation(state: &State, caller: &Identity, id: &str) -> Result<InstallationRecord, InstallError> {
-    state
-        .store
-        .get_record::<InstallationRecord>(&InstallationRecord::key(id))?
+pub fn get_installation(
+    state: &State,
+    caller: &Identity,
+    id: &str,
+    with_plan: bool,
+) -> Result<InstallationRecord, InstallError> {
+    InstallationRecord::load(&state.store, id, with_plan)?
         .filter(|r| r.organization == caller.organization)
         .ok_or_else(|| InstallError::InstallationNotFound(id.to_string()))
 }
@@ -208,7 +213,9 @@ pub async fn create_installation(
     dest: &EnvironmentInfo,
     req: InstallRequest,
 ) -> Result<InstallationRecord, InstallError> {
-    if let Some(done) = remembered(state, "installation", caller, &req.request_id, InstallationRecord::key)? {
+    if let Some(done) =
+        remembered(state, "installation", caller, &req.request_id, |s, id| InstallationRecord::load(s, id, true))?
+    {
         return Ok(done);
     }
     let started = std::time::Instant::now();
@@ -243,6 +250,8 @@ pub async fn create_installation(
         status: InstallationStatus::Installing,
         plan,
         statuses: Vec::new(),
+        summary: Default::default(),
+        entry_count: 0,
         create_time: now,
         finish_time: None,
         created_by: caller.subject.clone(),
@@ -255,15 +264,14 @@ pub async fn create_installation(
     // The INSTALLING record lands first: a crash before the apply leaves it for recovery
     // to mark FAILED, and the environment untouched.
     let mut marker = Changes::default();
-    marker.record(InstallationRecord::key(&id), &record);
+    record.save_header(&mut marker);
     state.store.write(&dest.id, marker, now).await?;
 
     record.status = InstallationStatus::Installed;
     record.statuses = applied.statuses;
     record.finish_time = Some(Utc::now());
     let mut changes = applied.changes;
-    changes.record(InstallationRecord::key(&id), &record);
-    changes.record(InstallationRecord::undo_key(&id), &applied.undo);
+    record.save(&mut changes, &applied.undo);
     let outbox = OutboxEntry {
         installation_id: id.clone(),
         package_id: record.package_id.clone(),
@@ -341,7 +349,7 @@ async fn mark_failed(state: &State, record: &mut InstallationRecord, reason: &st
     .outcome(Code::Aborted)
     .detail("reason", reason);
     let mut changes = Changes::default();
-    changes.record(InstallationRecord::key(&record.id), &*record);
+    record.save_header(&mut changes);
     changes.record(event.record_key(), &event);
     if let Err(e) = state.store.write(&record.destination, changes, Utc::now()).await {
         tracing::error!(error = %e, installation = %record.id, "could not mark the installation FAILED");
@@ -361,7 +369,7 @@ pub async fn rollback(
 ) -> Result<InstallationRecord, InstallError> {
     let _guard = state.lock(&record.destination).await;
     // Re-read under the lock: a concurrent rollback may have finished first.
-    let mut record = get_installation(state, caller, &record.id)?;
+    let mut record = get_installation(state, caller, &record.id, false)?;
     match record.status {
         InstallationStatus::Installed => {}
         InstallationStatus::RolledBack => {
@@ -377,7 +385,7 @@ pub async fn rollback(
             })
         }
     }
-    let undo: Undo = state.store.get_record(&InstallationRecord::undo_key(&record.id))?.unwrap_or_default();
+    let undo: Undo = InstallationRecord::load_undo(&state.store, &record.id)?;
     let modified = apply::modified_since(&state.store, &record.destination, &undo, record.destination_revision)?;
     if !modified.is_empty() && !force {
         return Err(InstallError::ObjectsModified(modified));
@@ -387,7 +395,7 @@ pub async fn rollback(
     record.status = InstallationStatus::RolledBack;
     record.rollback_time = Some(now);
     record.rolled_back_by = caller.subject.clone();
-    changes.record(InstallationRecord::key(&record.id), &record);
+    record.save_header(&mut changes);
     let event = AuditEvent::new(
         SERVICE_NAME,
         caller,

@@ -3,8 +3,12 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::apply::EntryStatus;
-use super::plan::Plan;
+use std::collections::BTreeMap;
+
+use super::apply::{EntryStatus, Undo, UndoObject};
+use super::history::HistoryEntry;
+use super::plan::{Entry, Plan};
+use super::store::{Changes, Store, StoreError};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PreRunRecord {
@@ -19,7 +23,16 @@ pub struct PreRunRecord {
     pub create_time: DateTime<Utc>,
     pub expire_time: DateTime<Utc>,
     pub created_by: String,
+    /// Stored apart from the header, one record per entry (see [`save_plan`]).
+    #[serde(skip)]
     pub plan: Plan,
+    #[serde(default)]
+    pub summary: BTreeMap<String, i64>,
+    #[serde(default)]
+    pub entry_count: usize,
+    /// Every entry valid: installable as planned.
+    #[serde(default)]
+    pub ready: bool,
 }
 
 impl PreRunRecord {
@@ -29,8 +42,47 @@ impl PreRunRecord {
 
     /// READY when every entry is valid; otherwise the plan needs overrides.
     pub fn is_ready(&self) -> bool {
-        self.plan.entries.iter().all(|e| e.is_valid)
+        self.ready
     }
+
+    /// The header and every entry of the plan.
+    pub fn save(&mut self, changes: &mut Changes) {
+        self.summary = self.plan.summary();
+        self.entry_count = self.plan.entries.len();
+        self.ready = self.plan.entries.iter().all(|e| e.is_valid);
+        changes.record(Self::key(&self.id), &*self);
+        save_plan(changes, "prerun", &self.id, &self.plan, &[]);
+    }
+
+    pub fn load(store: &Store, id: &str) -> Result<Option<PreRunRecord>, StoreError> {
+        let Some(mut r) = store.get_record::<PreRunRecord>(&Self::key(id))? else { return Ok(None) };
+        r.plan = load_plan(store, "prerun", id)?.0;
+        Ok(Some(r))
+    }
+}
+
+/// Plans are stored one record per entry: a 100,000-object plan as one value would be
+/// rewritten whole by the store each time the same batch touched a neighbouring key.
+fn save_plan(changes: &mut Changes, kind: &str, id: &str, plan: &Plan, statuses: &[EntryStatus]) {
+    changes.record(format!("plan/{kind}/{id}/x").into_bytes(), &plan.externals);
+    for (i, e) in plan.entries.iter().enumerate() {
+        changes.record(format!("plan/{kind}/{id}/e/{i:08}").into_bytes(), &(e, statuses.get(i)));
+    }
+}
+
+fn load_plan(store: &Store, kind: &str, id: &str) -> Result<(Plan, Vec<EntryStatus>), StoreError> {
+    let mut plan = Plan {
+        externals: store.get_record(format!("plan/{kind}/{id}/x").as_bytes())?.unwrap_or_default(),
+        ..Default::default()
+    };
+    let mut statuses = Vec::new();
+    for item in store.scan_records(format!("plan/{kind}/{id}/e/").as_bytes(), false) {
+        let (_, v) = item?;
+        let (entry, status): (Entry, Option<EntryStatus>) = serde_json::from_slice(&v)?;
+        plan.entries.push(entry);
+        statuses.extend(status);
+    }
+    Ok((plan, statuses))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,9 +103,16 @@ pub struct InstallationRecord {
     pub destination: String,
     pub pre_run_id: String,
     pub status: InstallationStatus,
+    /// Stored apart from the header, one record per entry; loaded by [`Self::load`].
+    #[serde(skip)]
     pub plan: Plan,
     /// Per entry of `plan`, once applied.
+    #[serde(skip)]
     pub statuses: Vec<EntryStatus>,
+    #[serde(default)]
+    pub summary: BTreeMap<String, i64>,
+    #[serde(default)]
+    pub entry_count: usize,
     pub create_time: DateTime<Utc>,
     pub finish_time: Option<DateTime<Utc>>,
     pub created_by: String,
@@ -70,8 +129,46 @@ impl InstallationRecord {
         format!("inst/{id}").into_bytes()
     }
 
-    pub fn undo_key(id: &str) -> Vec<u8> {
-        format!("undo/{id}").into_bytes()
+    /// The header only: status changes rewrite this small record.
+    pub fn save_header(&mut self, changes: &mut Changes) {
+        // A header loaded without its plan keeps the summary it was saved with.
+        if !self.plan.entries.is_empty() {
+            self.summary = self.plan.summary();
+            self.entry_count = self.plan.entries.len();
+        }
+        changes.record(Self::key(&self.id), &*self);
+    }
+
+    /// The header, every entry with its outcome, and the data a rollback needs.
+    pub fn save(&mut self, changes: &mut Changes, undo: &Undo) {
+        self.save_header(changes);
+        save_plan(changes, "installation", &self.id, &self.plan, &self.statuses);
+        for (n, o) in undo.objects.iter().enumerate() {
+            changes.record(format!("undo/{}/o/{n:08}", self.id).into_bytes(), o);
+        }
+        for (n, h) in undo.history.iter().enumerate() {
+            changes.record(format!("undo/{}/h/{n:08}", self.id).into_bytes(), h);
+        }
+    }
+
+    /// The header, with the plan and outcomes when `with_plan`.
+    pub fn load(store: &Store, id: &str, with_plan: bool) -> Result<Option<InstallationRecord>, StoreError> {
+        let Some(mut r) = store.get_record::<InstallationRecord>(&Self::key(id))? else { return Ok(None) };
+        if with_plan {
+            (r.plan, r.statuses) = load_plan(store, "installation", id)?;
+        }
+        Ok(Some(r))
+    }
+
+    pub fn load_undo(store: &Store, id: &str) -> Result<Undo, StoreError> {
+        let mut undo = Undo::default();
+        for item in store.scan_records(format!("undo/{id}/o/").as_bytes(), false) {
+            undo.objects.push(serde_json::from_slice::<UndoObject>(&item?.1)?);
+        }
+        for item in store.scan_records(format!("undo/{id}/h/").as_bytes(), false) {
+            undo.history.push(serde_json::from_slice::<(Option<HistoryEntry>, HistoryEntry)>(&item?.1)?);
+        }
+        Ok(undo)
     }
 }
 

@@ -238,7 +238,7 @@ pub fn pre_run_to_proto(r: &PreRunRecord, page: EntryPage) -> pb::PreRun {
         destination_revision: r.destination_revision,
         create_time: Some(timestamp(r.create_time)),
         expire_time: Some(timestamp(r.expire_time)),
-        summary: r.plan.summary().into_iter().collect(),
+        summary: r.summary.clone().into_iter().collect(),
         translation_map,
         created_by: r.created_by.clone(),
         source_environment: r.source_environment.clone(),
@@ -248,7 +248,7 @@ pub fn pre_run_to_proto(r: &PreRunRecord, page: EntryPage) -> pb::PreRun {
             format!("invalid entries need overrides: {}", r.plan.invalid_entries().join("; "))
         },
         package_digest: r.package_digest.clone(),
-        entry_count: r.plan.entries.len() as i64,
+        entry_count: r.entry_count as i64,
         next_entries_page_token,
     }
 }
@@ -268,7 +268,7 @@ pub fn installation_to_proto(r: &InstallationRecord, page: EntryPage) -> pb::Ins
             InstallationStatus::RolledBack => pb::InstallationStatus::RolledBack,
         } as i32,
         translation_map,
-        summary: r.plan.summary().into_iter().collect(),
+        summary: r.summary.clone().into_iter().collect(),
         create_time: Some(timestamp(r.create_time)),
         finish_time: opt_timestamp(r.finish_time),
         created_by: r.created_by.clone(),
@@ -278,7 +278,7 @@ pub fn installation_to_proto(r: &InstallationRecord, page: EntryPage) -> pb::Ins
         destination_revision: r.destination_revision,
         rollback_time: opt_timestamp(r.rollback_time),
         rolled_back_by: r.rolled_back_by.clone(),
-        entry_count: r.plan.entries.len() as i64,
+        entry_count: r.entry_count as i64,
         next_entries_page_token,
     }
 }
@@ -455,7 +455,7 @@ impl pb::installation_service_server::InstallationService for InstallationApi {
         let req = req.into_inner();
         require_id("id", &req.id)?;
         let page = EntryPage::parse(req.entries_page_size, &req.entries_page_token)?;
-        let record = installer::get_installation(&self.state, &caller, &req.id)?;
+        let record = installer::get_installation(&self.state, &caller, &req.id, true)?;
         self.state.authorize(&caller, &record.destination, Permission::InstallationRead).await?;
         Ok(Response::new(installation_to_proto(&record, page)))
     }
@@ -468,9 +468,10 @@ impl pb::installation_service_server::InstallationService for InstallationApi {
         let req = req.into_inner();
         require_id("id", &req.id)?;
         check_request_id(&req.request_id)?;
-        let record = installer::get_installation(&self.state, &caller, &req.id)?;
+        let record = installer::get_installation(&self.state, &caller, &req.id, false)?;
         self.state.authorize(&caller, &record.destination, Permission::InstallationWrite).await?;
-        let record = installer::rollback(&self.state, &caller, record, req.force, &req.request_id).await?;
+        installer::rollback(&self.state, &caller, record, req.force, &req.request_id).await?;
+        let record = installer::get_installation(&self.state, &caller, &req.id, true)?;
         Ok(Response::new(installation_to_proto(&record, EntryPage::default())))
     }
 }
