@@ -14,6 +14,14 @@ use crate::shared::directory::Directory;
 use crate::shared::metrics::Admin;
 use crate::shared::serving::{self, auth_interceptor, Health};
 
+/// The gRPC services this server serves (health and reflection report exactly these).
+const SERVICES: &[&str] = &[
+    "promotion.v1.EnvironmentService",
+    "promotion.v1.InstallationService",
+    "promotion.v1.PromotionService",
+    "promotion.v1.AuditService",
+];
+
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Opens the store and builds the shared handler state.
@@ -31,18 +39,12 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), BoxError> {
-    let (health, health_service) = Health::new(vec![
-        "promotion.v1.EnvironmentService",
-        "promotion.v1.InstallationService",
-        "promotion.v1.PromotionService",
-        "promotion.v1.AuditService",
-    ])
-    .await;
+    let (health, health_service) = Health::new(SERVICES.to_vec()).await;
     let sized = state.clone();
     let admin =
         Admin::start(state.config.admin_listen, "installation", Arc::new(move || sized.store.size_on_disk())).await?;
     let limit = state.config.limits.max_message_bytes;
-    let (reflection_v1, reflection_v1alpha) = serving::reflection();
+    let (reflection_v1, reflection_v1alpha) = serving::reflection(SERVICES);
     let authed = auth_interceptor(state.signer.clone());
     let router = serving::server_builder()
         .trace_fn(serving::request_span)

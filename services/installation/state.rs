@@ -1,7 +1,8 @@
 //! What every installation-service handler shares: configuration, the environment
 //! directory, the store, per-environment write locks, and audit/authorisation helpers.
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use crate::shared::locks::KeyedLocks;
+use std::collections::HashSet;
+use std::sync::Arc;
 use tonic::{Code, Status};
 
 use super::package_client::PackageClient;
@@ -25,7 +26,7 @@ pub struct State {
     /// Wakes the outbox delivery task after an installation.
     pub outbox_wake: tokio::sync::Notify,
     hosted: HashSet<String>,
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    locks: KeyedLocks,
 }
 
 impl State {
@@ -40,7 +41,7 @@ impl State {
             package_client,
             outbox_wake: tokio::sync::Notify::new(),
             hosted,
-            locks: Mutex::default(),
+            locks: KeyedLocks::default(),
         }
     }
 
@@ -51,8 +52,7 @@ impl State {
     /// Writes into one environment are serialised: validation reads and the write that
     /// follows happen under this lock.
     pub async fn lock(&self, env: &str) -> tokio::sync::OwnedMutexGuard<()> {
-        let lock = self.locks.lock().expect("lock map is never poisoned").entry(env.to_string()).or_default().clone();
-        lock.lock_owned().await
+        self.locks.lock(env).await
     }
 
     /// The environment, checked for the caller's organization and permission and for

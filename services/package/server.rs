@@ -14,6 +14,9 @@ use crate::shared::directory::Directory;
 use crate::shared::metrics::Admin;
 use crate::shared::serving::{self, auth_interceptor, Health};
 
+/// The gRPC services this server serves (health and reflection report exactly these).
+const SERVICES: &[&str] = &["promotion.v1.PackageService", "promotion.v1.AuthService", "promotion.v1.AuditService"];
+
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Runs the package service on `listener` until `shutdown` resolves.
@@ -23,8 +26,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), BoxError> {
     let catalogs = config.validate(ServiceKind::Package).map_err(|p| p.join("; "))?;
-    let (health, health_service) =
-        Health::new(vec!["promotion.v1.PackageService", "promotion.v1.AuthService", "promotion.v1.AuditService"]).await;
+    let (health, health_service) = Health::new(SERVICES.to_vec()).await;
     let store = Store::open(&config.data_dir)?;
     let sized = store.clone();
     let admin = Admin::start(config.admin_listen, "package", Arc::new(move || sized.size_on_disk())).await?;
@@ -36,7 +38,7 @@ pub async fn run(
     if interrupted > 0 {
         tracing::warn!(packages = interrupted, "extractions interrupted by the last stop are now EXTRACTION_FAILED");
     }
-    let (reflection_v1, reflection_v1alpha) = serving::reflection();
+    let (reflection_v1, reflection_v1alpha) = serving::reflection(SERVICES);
     let authed = auth_interceptor(signer);
     let router = serving::server_builder()
         .trace_fn(serving::request_span)

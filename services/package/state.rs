@@ -1,8 +1,8 @@
 //! What every package-service handler shares: configuration, the environment directory,
 //! the store, the token signer, per-key write locks, watchers, the extraction slots, and
 //! the audit of denied calls.
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use crate::shared::locks::KeyedLocks;
+use std::sync::Arc;
 use tonic::Code;
 
 use super::store::{Store, Write};
@@ -15,8 +15,6 @@ use crate::shared::directory::Directory;
 pub const SERVICE_NAME: &str = "package-service";
 /// Extractions running at once; each holds one package's objects in memory.
 pub const EXTRACTION_SLOTS: usize = 2;
-/// Lock entries kept before unused ones are pruned.
-const LOCK_MAP_PRUNE_AT: usize = 1024;
 
 pub struct State {
     pub config: Config,
@@ -25,7 +23,7 @@ pub struct State {
     pub signer: Arc<TokenSigner>,
     pub watchers: WatchHub,
     pub extraction_slots: Arc<tokio::sync::Semaphore>,
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    locks: KeyedLocks,
     stopping: tokio::sync::watch::Sender<bool>,
 }
 
@@ -38,21 +36,14 @@ impl State {
             signer,
             watchers: WatchHub::default(),
             extraction_slots: Arc::new(tokio::sync::Semaphore::new(EXTRACTION_SLOTS)),
-            locks: Mutex::default(),
+            locks: KeyedLocks::default(),
             stopping: tokio::sync::watch::channel(false).0,
         }
     }
 
     /// Read-modify-write of one record (a package, a request id) happens under its lock.
     pub async fn lock(&self, key: &str) -> tokio::sync::OwnedMutexGuard<()> {
-        let lock = {
-            let mut locks = self.locks.lock().expect("lock map is never poisoned");
-            if locks.len() >= LOCK_MAP_PRUNE_AT {
-                locks.retain(|_, l| Arc::strong_count(l) > 1);
-            }
-            locks.entry(key.to_string()).or_default().clone()
-        };
-        lock.lock_owned().await
+        self.locks.lock(key).await
     }
 
     /// Tells long-lived calls (WatchPackage) that the service is shutting down.

@@ -7,6 +7,7 @@ pub mod config;
 pub mod convert;
 pub mod directory;
 pub mod errors;
+pub mod locks;
 pub mod metrics;
 pub mod objects;
 pub mod pagination;

@@ -74,24 +74,28 @@ pub fn bearer(metadata: &MetadataMap) -> Option<tonic::metadata::MetadataValue<t
     metadata.get("authorization").cloned()
 }
 
-/// Reflection v1 and v1alpha (grpcurl 1.8 speaks only v1alpha), serving our contracts, the
-/// health service's, and google.rpc's so that grpcurl can decode the ErrorInfo of an error.
-pub fn reflection() -> (
+/// Reflection v1 and v1alpha (grpcurl 1.8 speaks only v1alpha), advertising exactly the
+/// services this server serves, with our contracts, the health service's and the
+/// google.rpc error details (so grpcurl can print ErrorInfo).
+pub fn reflection(
+    services: &[&str],
+) -> (
     tonic_reflection::server::v1::ServerReflectionServer<impl tonic_reflection::server::v1::ServerReflection>,
     tonic_reflection::server::v1alpha::ServerReflectionServer<impl tonic_reflection::server::v1alpha::ServerReflection>,
 ) {
-    let v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .expect("the descriptor sets are valid");
-    let v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()
-        .expect("the descriptor sets are valid");
+    let builder = || {
+        let mut b = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name("grpc.health.v1.Health");
+        for s in services {
+            b = b.with_service_name(*s);
+        }
+        b
+    };
+    let v1 = builder().build_v1().expect("the descriptor sets are valid");
+    let v1alpha = builder().build_v1alpha().expect("the descriptor sets are valid");
     (v1, v1alpha)
 }
 
@@ -187,9 +191,30 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let (draining, drain_started) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
         shutdown.await;
         health.not_serving().await;
+        let _ = draining.send(());
     };
-    router.serve_with_incoming_shutdown(incoming, signal).await
+    let server = router.serve_with_incoming_shutdown(incoming, signal);
+    tokio::pin!(server);
+    // A client that never lets its connection go must not hold shutdown hostage.
+    let grace_over = async move {
+        if drain_started.await.is_ok() {
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        result = &mut server => result,
+        _ = grace_over => {
+            tracing::warn!(grace = ?SHUTDOWN_GRACE, "calls still open after the shutdown grace period; closing them");
+            Ok(())
+        }
+    }
 }
+
+/// How long shutdown waits for in-flight calls and open connections to finish.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
