@@ -61,26 +61,31 @@ impl PreRunRecord {
     }
 }
 
-/// Plans are stored one record per entry: a 100,000-object plan as one value would be
-/// rewritten whole by the store each time the same batch touched a neighbouring key.
+/// Plans are stored apart from their header in records of [`CHUNK`] entries: one value
+/// per plan would be rewritten whole whenever the same batch touched a neighbouring key,
+/// and one record per entry multiplies the keys the store keeps in memory.
+const CHUNK: usize = 512;
+
 fn save_plan(changes: &mut Changes, kind: &str, id: &str, plan: &Plan, statuses: &[EntryStatus]) {
     changes.record(format!("plan/{kind}/{id}/x").into_bytes(), &plan.externals);
-    for (i, e) in plan.entries.iter().enumerate() {
-        changes.record(format!("plan/{kind}/{id}/e/{i:08}").into_bytes(), &(e, statuses.get(i)));
+    for (n, entries) in plan.entries.chunks(CHUNK).enumerate() {
+        let chunk: Vec<(&Entry, Option<&EntryStatus>)> =
+            entries.iter().enumerate().map(|(i, e)| (e, statuses.get(n * CHUNK + i))).collect();
+        changes.record(format!("plan/{kind}/{id}/e/{n:08}").into_bytes(), &chunk);
     }
 }
 
 fn load_plan(store: &Store, kind: &str, id: &str) -> Result<(Plan, Vec<EntryStatus>), StoreError> {
-    let mut plan = Plan {
-        externals: store.get_record(format!("plan/{kind}/{id}/x").as_bytes())?.unwrap_or_default(),
-        ..Default::default()
-    };
+    let externals = store.get_record(format!("plan/{kind}/{id}/x").as_bytes())?.unwrap_or_default();
+    let mut plan = Plan { externals, ..Default::default() };
     let mut statuses = Vec::new();
     for item in store.scan_records(format!("plan/{kind}/{id}/e/").as_bytes(), false) {
         let (_, v) = item?;
-        let (entry, status): (Entry, Option<EntryStatus>) = serde_json::from_slice(&v)?;
-        plan.entries.push(entry);
-        statuses.extend(status);
+        let chunk: Vec<(Entry, Option<EntryStatus>)> = serde_json::from_slice(&v)?;
+        for (entry, status) in chunk {
+            plan.entries.push(entry);
+            statuses.extend(status);
+        }
     }
     Ok((plan, statuses))
 }
@@ -143,11 +148,11 @@ impl InstallationRecord {
     pub fn save(&mut self, changes: &mut Changes, undo: &Undo) {
         self.save_header(changes);
         save_plan(changes, "installation", &self.id, &self.plan, &self.statuses);
-        for (n, o) in undo.objects.iter().enumerate() {
-            changes.record(format!("undo/{}/o/{n:08}", self.id).into_bytes(), o);
+        for (n, objects) in undo.objects.chunks(CHUNK).enumerate() {
+            changes.record(format!("undo/{}/o/{n:08}", self.id).into_bytes(), &objects);
         }
-        for (n, h) in undo.history.iter().enumerate() {
-            changes.record(format!("undo/{}/h/{n:08}", self.id).into_bytes(), h);
+        for (n, history) in undo.history.chunks(CHUNK).enumerate() {
+            changes.record(format!("undo/{}/h/{n:08}", self.id).into_bytes(), &history);
         }
     }
 
@@ -163,10 +168,10 @@ impl InstallationRecord {
     pub fn load_undo(store: &Store, id: &str) -> Result<Undo, StoreError> {
         let mut undo = Undo::default();
         for item in store.scan_records(format!("undo/{id}/o/").as_bytes(), false) {
-            undo.objects.push(serde_json::from_slice::<UndoObject>(&item?.1)?);
+            undo.objects.extend(serde_json::from_slice::<Vec<UndoObject>>(&item?.1)?);
         }
         for item in store.scan_records(format!("undo/{id}/h/").as_bytes(), false) {
-            undo.history.push(serde_json::from_slice::<(Option<HistoryEntry>, HistoryEntry)>(&item?.1)?);
+            undo.history.extend(serde_json::from_slice::<Vec<(Option<HistoryEntry>, HistoryEntry)>>(&item?.1)?);
         }
         Ok(undo)
     }

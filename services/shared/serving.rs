@@ -190,7 +190,11 @@ pub async fn serve(
     health: Health,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // Our own listener (bound before the store opens) loses the builder's socket options:
+    // without TCP_NODELAY every small response waits out Nagle + delayed ACK (~40 ms).
+    let incoming = tonic::transport::server::TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(std::time::Duration::from_secs(60)));
     let (draining, drain_started) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
         shutdown.await;
