@@ -62,12 +62,13 @@ pub struct InstallRequest {
     pub overrides: Vec<Override>,
     pub prune_children: bool,
     pub request_id: String,
-    /// Set by callers that must name the installation in records of their own.
-    pub installation_id: Option<String>,
     /// Records written in the same atomic step as the installation (an accepted
-    /// promotion request), so that neither can land without the other.
-    pub companion_records: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// promotion request naming it), so that neither can land without the other.
+    pub companion: Option<Companion>,
 }
+
+/// Builds records to write with an installation, from the installation's record.
+pub type Companion = Box<dyn FnOnce(&InstallationRecord) -> Changes + Send>;
 
 /// PREVIEW installs into sandboxes only, PUBLIC anywhere, nothing else anywhere.
 pub fn installable(status: PackageStatus, kind: EnvironmentKind) -> bool {
@@ -232,7 +233,7 @@ pub async fn create_installation(
     }
     let _guard = state.lock(&dest.id).await;
     let plan = tokio::task::block_in_place(|| final_plan(state, dest, &content, pre_run.as_ref(), &req.overrides))?;
-    let id = req.installation_id.clone().unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let id = uuid::Uuid::now_v7().to_string();
     let revision = state.store.env_state(&dest.id)?.revision + 1;
     let applied = tokio::task::block_in_place(|| {
         apply::build(&state.store, &dest.id, &content, &plan, req.prune_children, &id, revision)
@@ -289,7 +290,9 @@ pub async fn create_installation(
         .detail("package_version", record.package_version)
         .detail("summary", summary);
     changes.record(event.record_key(), &event);
-    changes.records.extend(req.companion_records);
+    if let Some(companion) = req.companion {
+        changes.records.extend(companion(&record).records);
+    }
     if let Err(e) = state.store.write(&dest.id, changes, Utc::now()).await {
         mark_failed(state, &mut record, &format!("the store failed while applying: {e}")).await;
         return Err(InstallError::Store(e));

@@ -311,20 +311,24 @@ pub async fn accept(
     let pending = r.clone();
     // The ACCEPTED request is written in the installation's own atomic step: a crash can
     // never leave an installed package behind a request that still looks pending.
-    let installation_id = uuid::Uuid::now_v7().to_string();
     r.status = PromotionStatus::Accepted;
-    r.installation_id = installation_id.clone();
     r.decided_by = caller.subject.clone();
     r.decision_comment = d.comment;
     r.last_error.clear();
     r.update_time = now;
-    let mut decision = Changes::default();
-    decision.record(PromotionRecord::key(&r.id), &r);
-    decision.records.push((r.pending_key(), None));
-    remember_decision(&mut decision, caller, &r, &d.request_id);
-    let accepted =
-        event(caller, &r, "PROMOTION_ACCEPTED", &d.request_id).detail("installation_id", installation_id.clone());
-    decision.record(accepted.record_key(), &accepted);
+    let (decider, request_id) = (caller.clone(), d.request_id.clone());
+    let mut accepted = r.clone();
+    let companion: installer::Companion = Box::new(move |installation| {
+        accepted.installation_id = installation.id.clone();
+        let mut decision = Changes::default();
+        decision.record(PromotionRecord::key(&accepted.id), &accepted);
+        decision.records.push((accepted.pending_key(), None));
+        remember_decision(&mut decision, &decider, &accepted, &request_id);
+        let e = event(&decider, &accepted, "PROMOTION_ACCEPTED", &request_id)
+            .detail("installation_id", installation.id.clone());
+        decision.record(e.record_key(), &e);
+        decision
+    });
     let install = InstallRequest {
         package_id: r.package_id.clone(),
         package_version: r.package_version,
@@ -332,11 +336,13 @@ pub async fn accept(
         overrides: d.overrides,
         prune_children: d.prune_children,
         request_id: d.request_id.clone(),
-        installation_id: Some(installation_id),
-        companion_records: decision.records,
+        companion: Some(companion),
     };
     match installer::create_installation(state, caller, token, &target, install).await {
-        Ok(_) => Ok(r),
+        Ok(installation) => {
+            r.installation_id = installation.id;
+            Ok(r)
+        }
         Err(e) => {
             let mut r = pending;
             let status: tonic::Status = e.into();

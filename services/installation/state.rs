@@ -110,3 +110,26 @@ impl State {
         }
     }
 }
+
+impl crate::shared::audit::AuditHost for State {
+    fn directory(&self) -> &Directory {
+        &self.directory
+    }
+
+    fn limits(&self) -> &crate::shared::config::Limits {
+        &self.config.limits
+    }
+
+    fn audit_records(&self) -> crate::shared::audit::AuditRecords<'_> {
+        Box::new(self.store.scan_records(crate::shared::audit::RECORD_PREFIX, false).map(|r| r.map_err(|e| e.0)))
+    }
+
+    fn audit_denied<'a>(
+        &'a self,
+        caller: &'a Identity,
+        env: &'a str,
+        p: Permission,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
+        Box::pin(State::audit_denied(self, caller, env, p))
+    }
+}

@@ -4,10 +4,11 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tonic::service::interceptor::InterceptedService;
 
-use super::grpc::{audit_service::AuditApi, auth_service::AuthApi};
+use super::grpc::auth_service::AuthApi;
 use super::state::State;
 use super::store::Store;
 use crate::proto::v1 as pb;
+use crate::shared::audit::AuditApi;
 use crate::shared::auth::TokenSigner;
 use crate::shared::config::{Config, ServiceKind};
 use crate::shared::directory::Directory;

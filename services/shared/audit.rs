@@ -110,29 +110,7 @@ impl AuditFilter {
     }
 }
 
-/// The canonical name of a gRPC code, as audit outcomes spell it.
-pub fn code_name(code: tonic::Code) -> &'static str {
-    use tonic::Code::*;
-    match code {
-        Ok => "OK",
-        Cancelled => "CANCELLED",
-        Unknown => "UNKNOWN",
-        InvalidArgument => "INVALID_ARGUMENT",
-        DeadlineExceeded => "DEADLINE_EXCEEDED",
-        NotFound => "NOT_FOUND",
-        AlreadyExists => "ALREADY_EXISTS",
-        PermissionDenied => "PERMISSION_DENIED",
-        ResourceExhausted => "RESOURCE_EXHAUSTED",
-        FailedPrecondition => "FAILED_PRECONDITION",
-        Aborted => "ABORTED",
-        OutOfRange => "OUT_OF_RANGE",
-        Unimplemented => "UNIMPLEMENTED",
-        Internal => "INTERNAL",
-        Unavailable => "UNAVAILABLE",
-        DataLoss => "DATA_LOSS",
-        Unauthenticated => "UNAUTHENTICATED",
-    }
-}
+pub use super::errors::code_name;
 
 /// Checks audit.read for a ListAuditEvents call: on the named environment, or on every
 /// environment of the organization when none is named. Returns the environment to audit
@@ -206,4 +184,53 @@ pub fn list_page(
 
 fn last_key(events: &[AuditEvent]) -> Vec<u8> {
     events.last().map(AuditEvent::record_key).unwrap_or_default()
+}
+
+/// Audit records (key, value) in key (time) order, as a host hands them out.
+pub type AuditRecords<'a> = Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>), String>> + 'a>;
+
+/// What a service hosting `AuditService` provides: its directory and limits, its own
+/// audit records, and how it records a denied read.
+pub trait AuditHost: Send + Sync + 'static {
+    fn directory(&self) -> &super::directory::Directory;
+    fn limits(&self) -> &super::config::Limits;
+    fn audit_records(&self) -> AuditRecords<'_>;
+    fn audit_denied<'a>(
+        &'a self,
+        caller: &'a Identity,
+        env: &'a str,
+        p: super::auth::Permission,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>>;
+}
+
+/// `promotion.v1.AuditService`, the same on both services.
+pub struct AuditApi<H> {
+    host: std::sync::Arc<H>,
+}
+
+impl<H> AuditApi<H> {
+    pub fn new(host: std::sync::Arc<H>) -> Self {
+        AuditApi { host }
+    }
+}
+
+#[tonic::async_trait]
+impl<H: AuditHost> pb::audit_service_server::AuditService for AuditApi<H> {
+    async fn list_audit_events(
+        &self,
+        req: tonic::Request<pb::ListAuditEventsRequest>,
+    ) -> Result<tonic::Response<pb::ListAuditEventsResponse>, tonic::Status> {
+        use super::auth::Permission::AuditRead;
+        let caller = super::serving::caller(&req)?;
+        let req = req.into_inner();
+        match authorize_read(&caller, &req.environment, self.host.directory()) {
+            Ok(()) => {}
+            Err(Ok(not_found)) => return Err(not_found),
+            Err(Err(env)) => {
+                self.host.audit_denied(&caller, &env, AuditRead).await;
+                return Err(super::serving::permission_denied(AuditRead, &env));
+            }
+        }
+        list_page(&caller, req, self.host.limits(), self.host.audit_records()).map(tonic::Response::new)
+    }
 }

@@ -12,3 +12,4 @@ pub mod metrics;
 pub mod objects;
 pub mod pagination;
 pub mod serving;
+pub mod store_error;

@@ -405,8 +405,7 @@ impl pb::installation_service_server::InstallationService for InstallationApi {
             overrides,
             prune_children: req.prune_children,
             request_id: req.request_id,
-            installation_id: None,
-            companion_records: Vec::new(),
+            companion: None,
         };
         let package_id = request.package_id.clone();
         match installer::create_installation(&self.state, &caller, &token, &dest, request).await {

@@ -1,6 +1,5 @@
 //! gRPC handlers of the installation service: validate, convert, call the domain, map
 //! errors. Nothing here decides what a call means.
-pub mod audit_service;
 pub mod environment_service;
 pub mod installation_service;
 pub mod promotion_service;

@@ -1,5 +1,4 @@
 //! gRPC handlers of the package service: validate, convert, call the domain, map errors.
-pub mod audit_service;
 pub mod auth_service;
 pub mod package_service;
 
