@@ -382,3 +382,61 @@ async fn oversized_messages_and_page_sizes_are_rejected_cleanly() {
     assert!(groups.objects.iter().all(|g| g.name != "Too big"), "nothing was written");
     assert_eq!(health_status(dev.installation_addr).await, Some(1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepting_while_the_package_service_is_down_writes_nothing_and_recovers() {
+    let mut s = SplitServices::start().await;
+    let mut admin = s.clients("admin").await;
+    let (tmpl, objects) = template(11, 40);
+    let total = objects.len() as i64;
+    put(&mut admin, "dev", objects).await;
+    let package = preview_package(&mut admin, &tmpl).await;
+    let mut alice = s.clients("alice").await;
+    let request = alice
+        .promotions
+        .request_promotion(pb::RequestPromotionRequest {
+            package_id: package.clone(),
+            target_environment: "qa".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut bob = s.clients("bob").await;
+    let before = qa_count(&mut admin).await;
+
+    s.kill_package();
+    let accept = pb::AcceptPromotionRequestRequest { id: request.id.clone(), ..Default::default() };
+    assert_status(
+        bob.promotions.accept_promotion_request(accept.clone()).await,
+        Code::Unavailable,
+        "PACKAGE_SERVICE_UNAVAILABLE",
+    );
+    let pending = bob
+        .promotions
+        .get_promotion_request(pb::GetPromotionRequestRequest { id: request.id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(pending.status, pb::PromotionStatus::ToBeValidated as i32, "the request stays pending");
+    assert!(pending.last_error.contains("Unavailable"), "last_error says why: {}", pending.last_error);
+    assert_eq!(qa_count(&mut admin).await, before, "nothing was installed");
+    assert!(installations(&mut admin).await.is_empty(), "no installation record");
+
+    s.start_package().await;
+    let mut bob = s.clients("bob").await;
+    let accepted = bob.promotions.accept_promotion_request(accept).await.unwrap().into_inner();
+    assert_eq!(accepted.status, pb::PromotionStatus::Accepted as i32);
+    assert!(accepted.last_error.is_empty());
+    assert_eq!(qa_count(&mut admin).await, before + total, "everything installed once accepted");
+    let mut admin = s.clients("admin").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let p = admin.packages.get_package(pb::GetPackageRequest { id: package.clone() }).await.unwrap().into_inner();
+        if p.installation_counts.get("qa") == Some(&1) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "installation count never arrived: {:?}", p.installation_counts);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -2,6 +2,8 @@
 //! pre-runs, installations and promotion requests.
 pub mod apply;
 pub mod environments;
+#[cfg(test)]
+mod export_tests;
 pub mod grpc;
 pub mod history;
 pub mod installer;
