@@ -136,7 +136,8 @@ async fn pre_run_summary(c: &mut Clients, package: &str) -> std::collections::Ha
 async fn kill_9_during_installation_leaves_all_or_nothing() {
     let mut s = SplitServices::start().await;
     let mut admin = s.clients("admin").await;
-    let (tmpl, objects) = template(7, 3000);
+    // Large enough to be applied in batches behind its undo record (the recovery path).
+    let (tmpl, objects) = template(7, 3500);
     let total = objects.len() as i64;
     put(&mut admin, "dev", objects).await;
     let package = preview_package(&mut admin, &tmpl).await;

@@ -12,7 +12,7 @@ use super::records::{
     request_key, InstallationRecord, InstallationStatus, OutboxEntry, PreRunRecord, INSTALLATION_PREFIX,
 };
 use super::state::{State, SERVICE_NAME};
-use super::store::{Changes, StoreError};
+use super::store::{Changes, Store, StoreError};
 use crate::shared::audit::AuditEvent;
 use crate::shared::auth::Identity;
 use crate::shared::config::EnvironmentKind;
@@ -69,6 +69,10 @@ pub struct InstallRequest {
 
 /// Builds records to write with an installation, from the installation's record.
 pub type Companion = Box<dyn FnOnce(&InstallationRecord) -> Changes + Send>;
+
+/// Above this many keys an installation or rollback is applied in batches behind a
+/// durable undo record rather than in one batch (about 3,000 objects).
+pub const SINGLE_BATCH_MAX_KEYS: usize = 20_000;
 
 /// PREVIEW installs into sandboxes only, PUBLIC anywhere, nothing else anywhere.
 pub fn installable(status: PackageStatus, kind: EnvironmentKind) -> bool {
@@ -263,25 +267,34 @@ pub async fn create_installation(
         rolled_back_by: String::new(),
     };
     // The INSTALLING record lands first: a crash before the apply leaves it for recovery
-    // to mark FAILED, and the environment untouched.
+    // to mark FAILED. A large installation is applied in several batches (see
+    // `Store::write_in_batches`), so its undo data lands with that record: recovery puts
+    // back whatever part of it was applied, and the environment stays all or nothing.
+    let staged = Store::estimated_keys(&applied.changes) > SINGLE_BATCH_MAX_KEYS;
     let mut marker = Changes::default();
-    record.save_header(&mut marker);
+    if staged {
+        record.save(&mut marker, &applied.undo);
+    } else {
+        record.save_header(&mut marker);
+    }
     state.store.write(&dest.id, marker, now).await?;
 
     record.status = InstallationStatus::Installed;
     record.statuses = applied.statuses;
     record.finish_time = Some(Utc::now());
-    let mut changes = applied.changes;
-    record.save(&mut changes, &applied.undo);
+    let mut finish = Changes::default();
+    // A staged installation's undo data was written with its INSTALLING record.
+    let no_undo = Undo::default();
+    record.save(&mut finish, if staged { &no_undo } else { &applied.undo });
     let outbox = OutboxEntry {
         installation_id: id.clone(),
         package_id: record.package_id.clone(),
         package_version: record.package_version,
         destination: dest.id.clone(),
     };
-    changes.record(outbox.key(), &outbox);
+    finish.record(outbox.key(), &outbox);
     if !req.request_id.is_empty() {
-        changes.record(request_key("installation", &caller.subject, &req.request_id), &id);
+        finish.record(request_key("installation", &caller.subject, &req.request_id), &id);
     }
     let summary = serde_json::to_value(record.plan.summary()).unwrap_or_default();
     let event = AuditEvent::new(SERVICE_NAME, caller, &dest.id, "INSTALLATION_COMPLETED", ("installation", &id))
@@ -289,11 +302,29 @@ pub async fn create_installation(
         .detail("package_id", record.package_id.clone())
         .detail("package_version", record.package_version)
         .detail("summary", summary);
-    changes.record(event.record_key(), &event);
+    finish.record(event.record_key(), &event);
     if let Some(companion) = req.companion {
-        changes.records.extend(companion(&record).records);
+        finish.records.extend(companion(&record).records);
     }
-    if let Err(e) = state.store.write(&dest.id, changes, Utc::now()).await {
+    let applied = if staged {
+        // Readers wait rather than see part of the installation.
+        let _view = state.write_view(&dest.id).await;
+        match state.store.write_in_batches(&dest.id, applied.changes, Utc::now()).await {
+            Ok(_) => state.store.write(&dest.id, finish, Utc::now()).await,
+            Err(e) => Err(e),
+        }
+    } else {
+        let mut changes = applied.changes;
+        changes.records.extend(finish.records);
+        state.store.write(&dest.id, changes, Utc::now()).await
+    };
+    if let Err(e) = applied {
+        if staged {
+            // Put back whatever part of it was applied, as recovery would.
+            let undo = InstallationRecord::load_undo(&state.store, &record.id)?;
+            state.store.write_in_batches(&dest.id, apply::rollback_changes(&dest.id, &undo), Utc::now()).await?;
+            state.store.recount(&dest.id).await?;
+        }
         mark_failed(state, &mut record, &format!("the store failed while applying: {e}")).await;
         return Err(InstallError::Store(e));
     }
@@ -381,6 +412,12 @@ pub async fn rollback(
                 message: format!("installation {} was already rolled back", record.id),
             })
         }
+        InstallationStatus::RollingBack => {
+            return Err(InstallError::InvalidState {
+                reason: "ROLLBACK_IN_PROGRESS",
+                message: format!("installation {} is being rolled back", record.id),
+            })
+        }
         _ => {
             return Err(InstallError::InvalidState {
                 reason: "NOT_INSTALLED",
@@ -393,12 +430,10 @@ pub async fn rollback(
     if !modified.is_empty() && !force {
         return Err(InstallError::ObjectsModified(modified));
     }
-    let mut changes = apply::rollback_changes(&record.destination, &undo);
+    let changes = apply::rollback_changes(&record.destination, &undo);
     let now = Utc::now();
-    record.status = InstallationStatus::RolledBack;
     record.rollback_time = Some(now);
     record.rolled_back_by = caller.subject.clone();
-    record.save_header(&mut changes);
     let event = AuditEvent::new(
         SERVICE_NAME,
         caller,
@@ -409,9 +444,32 @@ pub async fn rollback(
     .request_id(request_id)
     .detail("force", force)
     .detail("modified", modified.len() as u64);
-    changes.record(event.record_key(), &event);
-    state.store.write(&record.destination.clone(), changes, now).await?;
+    if Store::estimated_keys(&changes) > SINGLE_BATCH_MAX_KEYS {
+        // Recorded first, so that recovery finishes a rollback a crash interrupted.
+        record.status = InstallationStatus::RollingBack;
+        let mut marker = Changes::default();
+        record.save_header(&mut marker);
+        state.store.write(&record.destination, marker, now).await?;
+        let _view = state.write_view(&record.destination).await;
+        state.store.write_in_batches(&record.destination, changes, now).await?;
+        finish_rollback(state, &mut record, event).await?;
+    } else {
+        let mut changes = changes;
+        record.status = InstallationStatus::RolledBack;
+        record.save_header(&mut changes);
+        changes.record(event.record_key(), &event);
+        state.store.write(&record.destination.clone(), changes, now).await?;
+    }
     Ok(record)
+}
+
+async fn finish_rollback(state: &State, record: &mut InstallationRecord, event: AuditEvent) -> Result<(), StoreError> {
+    record.status = InstallationStatus::RolledBack;
+    let mut changes = Changes::default();
+    record.save_header(&mut changes);
+    changes.record(event.record_key(), &event);
+    state.store.write(&record.destination, changes, Utc::now()).await?;
+    Ok(())
 }
 
 /// Installations of the caller's organization, newest first, filtered.
@@ -448,24 +506,52 @@ pub fn list_installations(
 }
 
 /// Start-up recovery: an installation still INSTALLING never reached its atomic apply
-/// (the apply writes the INSTALLED record with it), so it failed and wrote nothing.
+/// Start-up recovery, before serving. An installation still INSTALLING did not finish:
+/// a small one never reached its single atomic write, and a large one may have applied
+/// some batches, which its undo data (written before any of them) puts back; either way
+/// it is marked FAILED and the environment holds none of it. A large rollback still
+/// ROLLING_BACK is finished from the same undo data.
 pub async fn recover(state: &State) -> Result<usize, StoreError> {
     let mut stuck = Vec::new();
     for item in state.store.scan_records(INSTALLATION_PREFIX, false) {
         let (_, value) = item?;
         let r: InstallationRecord = serde_json::from_slice(&value)?;
-        if r.status == InstallationStatus::Installing {
+        if matches!(r.status, InstallationStatus::Installing | InstallationStatus::RollingBack) {
             stuck.push(r);
         }
     }
     let n = stuck.len();
     for mut r in stuck {
-        mark_failed(
-            state,
-            &mut r,
-            "interrupted: the installation service stopped before the installation was applied; nothing was written",
-        )
-        .await;
+        let undo = InstallationRecord::load_undo(&state.store, &r.id)?;
+        if !undo.objects.is_empty() || !undo.history.is_empty() {
+            let changes = apply::rollback_changes(&r.destination, &undo);
+            state.store.write_in_batches(&r.destination, changes, Utc::now()).await?;
+            state.store.recount(&r.destination).await?;
+        }
+        if r.status == InstallationStatus::RollingBack {
+            let who = Identity {
+                subject: r.rolled_back_by.clone(),
+                organization: r.organization.clone(),
+                bindings: vec![],
+                expires_at: 0,
+            };
+            let event = AuditEvent::new(
+                SERVICE_NAME,
+                &who,
+                &r.destination,
+                "INSTALLATION_ROLLED_BACK",
+                ("installation", &r.id),
+            )
+            .detail("recovered", true);
+            finish_rollback(state, &mut r, event).await?;
+        } else {
+            mark_failed(
+                state,
+                &mut r,
+                "interrupted: the installation service stopped before the installation was complete; nothing of it remains",
+            )
+            .await;
+        }
     }
     Ok(n)
 }

@@ -95,6 +95,8 @@ pub enum InstallationStatus {
     Installing,
     Installed,
     Failed,
+    /// A large rollback being applied in batches; recovery finishes it.
+    RollingBack,
     RolledBack,
 }
 

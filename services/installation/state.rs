@@ -1,7 +1,7 @@
 //! What every installation-service handler shares: configuration, the environment
 //! directory, the store, per-environment write locks, and audit/authorisation helpers.
 use crate::shared::locks::KeyedLocks;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use tonic::{Code, Status};
 
@@ -26,12 +26,16 @@ pub struct State {
     /// Wakes the outbox delivery task after an installation.
     pub outbox_wake: tokio::sync::Notify,
     hosted: HashSet<String>,
+    /// Readers of a hosted environment share its view; an installation applied in
+    /// several batches holds it exclusively, so nobody sees part of one.
+    views: HashMap<String, Arc<tokio::sync::RwLock<()>>>,
     locks: KeyedLocks,
 }
 
 impl State {
     pub fn new(config: Config, directory: Directory, store: Store, signer: Arc<TokenSigner>) -> Self {
         let hosted = config.hosted_environments.iter().cloned().collect();
+        let views = config.hosted_environments.iter().map(|e| (e.clone(), Arc::default())).collect();
         let package_client = config.package_service.as_deref().and_then(|a| PackageClient::new(a).ok());
         State {
             config,
@@ -41,8 +45,19 @@ impl State {
             package_client,
             outbox_wake: tokio::sync::Notify::new(),
             hosted,
+            views,
             locks: KeyedLocks::default(),
         }
+    }
+
+    /// A shared view of a hosted environment's objects (see `views`).
+    pub async fn read_view(&self, env: &str) -> Option<tokio::sync::OwnedRwLockReadGuard<()>> {
+        Some(self.views.get(env)?.clone().read_owned().await)
+    }
+
+    /// Exclusive view of a hosted environment, for writes applied in several batches.
+    pub async fn write_view(&self, env: &str) -> Option<tokio::sync::OwnedRwLockWriteGuard<()>> {
+        Some(self.views.get(env)?.clone().write_owned().await)
     }
 
     pub fn is_hosted(&self, env: &str) -> bool {

@@ -242,8 +242,70 @@ impl Store {
     /// Applies one atomic, durable write to `env`. The caller holds the environment's
     /// write lock, so the objects read here are the ones being replaced.
     pub async fn write(&self, env: &str, changes: Changes, now: DateTime<Utc>) -> Result<Written> {
-        let mut state = self.env_state(env)?;
+        let (ops, written) = self.prepare(env, changes, now)?;
         let mut batch = sled::Batch::default();
+        for (k, v) in ops {
+            match v {
+                Some(v) => batch.insert(k, v),
+                None => batch.remove(k),
+            }
+        }
+        self.db.apply_batch(batch)?;
+        self.flush().await?;
+        Ok(written)
+    }
+
+    /// Applies a write too large for one batch in batches of [`LARGE_WRITE_BATCH_KEYS`]
+    /// keys, then flushes. Not atomic: the caller must have made an undo record durable
+    /// first, so that start-up recovery can put everything back after a crash (see
+    /// `installer::recover`). sled pins every page a batch replaces until the batch ends,
+    /// so one batch of 20,000 keys peaks near 3 GiB while 1,000-key batches stay near
+    /// 250 MiB for a million keys.
+    pub async fn write_in_batches(&self, env: &str, changes: Changes, now: DateTime<Utc>) -> Result<Written> {
+        let (ops, written) = self.prepare(env, changes, now)?;
+        for chunk in ops.chunks(LARGE_WRITE_BATCH_KEYS) {
+            let mut batch = sled::Batch::default();
+            for (k, v) in chunk {
+                match v {
+                    Some(v) => batch.insert(k.as_slice(), v.as_slice()),
+                    None => batch.remove(k.as_slice()),
+                }
+            }
+            self.db.apply_batch(batch)?;
+        }
+        self.flush().await?;
+        Ok(written)
+    }
+
+    /// How many keys a write of `changes` touches, roughly: enough to choose between one
+    /// atomic batch and [`Store::write_in_batches`].
+    pub fn estimated_keys(changes: &Changes) -> usize {
+        let per_object = |o: &ConfigObject| 4 + o.references.len();
+        changes.upserts.iter().chain(&changes.restores).map(per_object).sum::<usize>()
+            + changes.deletes.len() * 5
+            + changes.records.len()
+    }
+
+    /// Sets the environment's per-type counts from the objects it really holds (after
+    /// recovery replayed an interrupted write), keeping its revision.
+    pub async fn recount(&self, env: &str) -> Result<()> {
+        let mut state = self.env_state(env)?;
+        state.counts.clear();
+        for item in self.db.scan_prefix(key(&[b"O", env.as_bytes(), b""])) {
+            let (k, _) = item?;
+            if let Some(obj) = tail_key(&k) {
+                *state.counts.entry(obj.obj_code).or_default() += 1;
+            }
+        }
+        self.db.insert(key(&[b"E", env.as_bytes()]), serde_json::to_vec(&state)?)?;
+        self.flush().await
+    }
+
+    /// The ordered key operations of a write: the environment state first, then index
+    /// removals before insertions (an index entry both removed and re-added must
+    /// survive), then records.
+    fn prepare(&self, env: &str, changes: Changes, now: DateTime<Utc>) -> Result<(Vec<Op>, Written)> {
+        let mut state = self.env_state(env)?;
         let mut removed: Vec<Vec<u8>> = Vec::new();
         let mut inserted: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         let touches_objects =
@@ -277,13 +339,6 @@ impl Store {
             }
             written.push(o);
         }
-        // Removals first: an index entry both removed and re-added must survive.
-        for k in removed {
-            batch.remove(k);
-        }
-        for (k, v) in inserted {
-            batch.insert(k, v);
-        }
         for (code, delta) in count_delta {
             let c = state.counts.entry(code.clone()).or_default();
             *c += delta;
@@ -291,20 +346,22 @@ impl Store {
                 state.counts.remove(&code);
             }
         }
+        let mut ops: Vec<Op> = Vec::with_capacity(removed.len() + inserted.len() + changes.records.len() + 1);
         if touches_objects {
-            batch.insert(key(&[b"E", env.as_bytes()]), serde_json::to_vec(&state)?);
+            ops.push((key(&[b"E", env.as_bytes()]), Some(serde_json::to_vec(&state)?)));
         }
-        for (k, v) in changes.records {
-            match v {
-                Some(v) => batch.insert(key(&[b"X", &k]), v),
-                None => batch.remove(key(&[b"X", &k])),
-            }
-        }
-        self.db.apply_batch(batch)?;
-        self.flush().await?;
-        Ok(Written { revision: state.revision, objects: written })
+        ops.extend(removed.into_iter().map(|k| (k, None)));
+        ops.extend(inserted.into_iter().map(|(k, v)| (k, Some(v))));
+        ops.extend(changes.records.into_iter().map(|(k, v)| (key(&[b"X", &k]), v)));
+        Ok((ops, Written { revision: state.revision, objects: written }))
     }
 }
+
+/// One key operation: insert a value, or remove the key.
+type Op = (Vec<u8>, Option<Vec<u8>>);
+
+/// Keys per batch in [`Store::write_in_batches`].
+pub const LARGE_WRITE_BATCH_KEYS: usize = 1000;
 
 #[cfg(test)]
 mod tests {

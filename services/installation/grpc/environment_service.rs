@@ -197,6 +197,7 @@ impl pb::environment_service_server::EnvironmentService for EnvironmentApi {
         let req = req.into_inner();
         let info = self.state.authorize(&caller, &req.environment, Permission::EnvironmentRead).await?;
         let key = require_key(&req.obj_code, &req.id)?;
+        let _view = self.state.read_view(&info.id).await;
         let object = self.state.store.get(&info.id, &key.obj_code, &key.id).map_err(EnvError::from)?;
         let object = object.ok_or(EnvError::ObjectNotFound(key))?;
         Ok(Response::new((&object).into()))
@@ -224,6 +225,7 @@ impl pb::environment_service_server::EnvironmentService for EnvironmentApi {
         if page.after.as_deref().is_some_and(|a| !self.state.store.is_list_key(&info.id, &req.obj_code, a)) {
             return Err(page_error(crate::shared::pagination::PageError::BadToken));
         }
+        let _view = self.state.read_view(&info.id).await;
         let (objects, last) = self
             .state
             .store

@@ -263,7 +263,8 @@ pub fn installation_to_proto(r: &InstallationRecord, page: EntryPage) -> pb::Ins
         pre_run_id: r.pre_run_id.clone(),
         status: match r.status {
             InstallationStatus::Installing => pb::InstallationStatus::Installing,
-            InstallationStatus::Installed => pb::InstallationStatus::Installed,
+            // Until a large rollback has finished, the installation is still in place.
+            InstallationStatus::Installed | InstallationStatus::RollingBack => pb::InstallationStatus::Installed,
             InstallationStatus::Failed => pb::InstallationStatus::Failed,
             InstallationStatus::RolledBack => pb::InstallationStatus::RolledBack,
         } as i32,
