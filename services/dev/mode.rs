@@ -35,7 +35,20 @@ pub const DEMO_CLIENTS: &[DemoClient] = &[
     ("gina", "gina-secret", "globex", &[(Role::Admin, "*")]),
     ("victor", "victor-secret", "acme", &[(Role::Viewer, "*")]),
     ("erin", "erin-secret", "acme", &[(Role::Editor, "dev"), (Role::Editor, "qa")]),
-    ("installation-service", "installation-service-secret", "acme", &[(Role::Internal, "*")]),
+    // The installation service's own identity may report installations into exactly the
+    // environments it hosts, whichever organization owns them.
+    (
+        "installation-service",
+        "installation-service-secret",
+        "acme",
+        &[
+            (Role::Internal, "dev"),
+            (Role::Internal, "qa"),
+            (Role::Internal, "prod"),
+            (Role::Internal, "globex-dev"),
+            (Role::Internal, "globex-prod"),
+        ],
+    ),
 ];
 
 const ENVIRONMENTS: &[(&str, &str, EnvironmentKind, &str)] = &[

@@ -251,8 +251,11 @@ impl Config {
                     .push(format!("client {}: secret_hash is not a PHC hash (use `promotion hash-secret`)", client.id));
             }
             for b in &client.bindings {
-                let env_ok = b.environment == "*"
-                    || self.environments.iter().any(|e| e.id == b.environment && e.organization == client.organization);
+                // An installation service's internal identity reports installations into
+                // the environments it hosts, which may belong to several organizations.
+                let same_org = |e: &EnvironmentEntry| e.organization == client.organization || b.role == Role::Internal;
+                let env_ok =
+                    b.environment == "*" || self.environments.iter().any(|e| e.id == b.environment && same_org(e));
                 if !env_ok {
                     problems.push(format!(
                         "client {}: binding on unknown environment {} of {}",
@@ -359,6 +362,22 @@ fn set_path(root: &mut toml::Value, path: &str, value: toml::Value) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_internal_identities_bind_other_organizations_environments() {
+        let opts = crate::dev::mode::DevOptions {
+            data_dir: "/tmp/unused".into(),
+            package_addr: "127.0.0.1:1".parse().unwrap(),
+            installation_addr: "127.0.0.1:2".parse().unwrap(),
+            log_format: LogFormat::Text,
+        };
+        let (mut package, _) = crate::dev::mode::configs(&opts);
+        package.validate(ServiceKind::Package).expect("dev mode's configuration is valid");
+        let alice = package.clients.iter_mut().find(|c| c.id == "alice").unwrap();
+        alice.bindings.push(BindingEntry { role: Role::Publisher, environment: "globex-dev".into() });
+        let problems = package.validate(ServiceKind::Package).unwrap_err();
+        assert!(problems.iter().any(|p| p.contains("alice") && p.contains("globex-dev")), "{problems:?}");
+    }
 
     #[test]
     fn overrides_keep_types_and_create_tables() {
