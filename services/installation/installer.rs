@@ -243,6 +243,10 @@ pub async fn create_installation(
         apply::build(&state.store, &dest.id, &content, &plan, req.prune_children, &id, revision)
     })?
     .map_err(InstallError::InvalidTranslationMap)?;
+    // The package's objects now live in the prepared changes; a 100,000-object package
+    // need not be held twice while it is written.
+    let object_count = content.objects.len();
+    let content = PackageContent { objects: Vec::new(), external_references: Vec::new(), ..content };
     let now = Utc::now();
     let mut record = InstallationRecord {
         id: id.clone(),
@@ -329,7 +333,7 @@ pub async fn create_installation(
         return Err(InstallError::Store(e));
     }
     state.outbox_wake.notify_one();
-    crate::shared::metrics::record_installation(started.elapsed(), content.objects.len());
+    crate::shared::metrics::record_installation(started.elapsed(), object_count);
     Ok(record)
 }
 

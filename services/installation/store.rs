@@ -242,7 +242,7 @@ impl Store {
     /// Applies one atomic, durable write to `env`. The caller holds the environment's
     /// write lock, so the objects read here are the ones being replaced.
     pub async fn write(&self, env: &str, changes: Changes, now: DateTime<Utc>) -> Result<Written> {
-        let (ops, written) = self.prepare(env, changes, now)?;
+        let (ops, written) = self.prepare(env, changes, now, true)?;
         let mut batch = sled::Batch::default();
         for (k, v) in ops {
             match v {
@@ -261,8 +261,8 @@ impl Store {
     /// `installer::recover`). sled pins every page a batch replaces until the batch ends,
     /// so one batch of 20,000 keys peaks near 3 GiB while 1,000-key batches stay near
     /// 250 MiB for a million keys.
-    pub async fn write_in_batches(&self, env: &str, changes: Changes, now: DateTime<Utc>) -> Result<Written> {
-        let (ops, written) = self.prepare(env, changes, now)?;
+    pub async fn write_in_batches(&self, env: &str, changes: Changes, now: DateTime<Utc>) -> Result<u64> {
+        let (ops, written) = self.prepare(env, changes, now, false)?;
         for chunk in ops.chunks(LARGE_WRITE_BATCH_KEYS) {
             let mut batch = sled::Batch::default();
             for (k, v) in chunk {
@@ -274,7 +274,7 @@ impl Store {
             self.db.apply_batch(batch)?;
         }
         self.flush().await?;
-        Ok(written)
+        Ok(written.revision)
     }
 
     /// How many keys a write of `changes` touches, roughly: enough to choose between one
@@ -304,7 +304,14 @@ impl Store {
     /// The ordered key operations of a write: the environment state first, then index
     /// removals before insertions (an index entry both removed and re-added must
     /// survive), then records.
-    fn prepare(&self, env: &str, changes: Changes, now: DateTime<Utc>) -> Result<(Vec<Op>, Written)> {
+    /// `keep_objects`: return the stored objects too (PutObjects answers with them).
+    fn prepare(
+        &self,
+        env: &str,
+        changes: Changes,
+        now: DateTime<Utc>,
+        keep_objects: bool,
+    ) -> Result<(Vec<Op>, Written)> {
         let mut state = self.env_state(env)?;
         let mut removed: Vec<Vec<u8>> = Vec::new();
         let mut inserted: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
@@ -337,7 +344,9 @@ impl Store {
                 let value = if ik[0] == b'D' { o.obj_code.as_bytes().to_vec() } else { Vec::new() };
                 inserted.push((ik, value));
             }
-            written.push(o);
+            if keep_objects {
+                written.push(o);
+            }
         }
         for (code, delta) in count_delta {
             let c = state.counts.entry(code.clone()).or_default();
