@@ -524,6 +524,18 @@ async fn bad_inputs_get_their_documented_code_and_write_nothing() {
         Code::InvalidArgument,
         "COMMENT_TOO_LONG"
     );
+    // The same reason means the same thing on every service (it was INVALID_ID here).
+    row!(
+        "RequestPromotion bad request id",
+        c.promotions.request_promotion(pb::RequestPromotionRequest {
+            package_id: UNKNOWN_UUID.into(),
+            target_environment: "qa".into(),
+            request_id: "again".into(),
+            ..Default::default()
+        }),
+        Code::InvalidArgument,
+        "INVALID_REQUEST_ID"
+    );
     row!(
         "RequestPromotion unknown target",
         c.promotions.request_promotion(pb::RequestPromotionRequest {

@@ -127,7 +127,7 @@ mod tests {
 
     #[test]
     fn a_status_without_error_info_shows_the_code() {
-        let e = CliError::from(Status::unimplemented("not yet"));
+        let e = CliError::from(Status::new(Code::Unimplemented, "not yet"));
         assert_eq!(e.to_string(), "UNIMPLEMENTED: not yet");
         assert!(e.to_json()["error"]["reason"].is_null());
     }

@@ -3,7 +3,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tonic::{Code, Request, Response, Status};
 
-use super::{bad_field, page_error};
+use super::{bad_field, check_request_id, forwarded_token, page_error, require_uuid};
 use crate::installation::apply::EntryStatus;
 use crate::installation::installer::{self, InstallError, InstallRequest, PreRunRequest};
 use crate::installation::plan::{Action, Collision, Entry, MatchKind, Override, Plan};
@@ -14,7 +14,7 @@ use crate::shared::auth::Permission;
 use crate::shared::convert::{json_to_value, opt_timestamp, timestamp};
 use crate::shared::errors::status;
 use crate::shared::pagination::{token_after, Page};
-use crate::shared::serving::{bearer, caller};
+use crate::shared::serving::caller;
 
 pub struct InstallationApi {
     state: Arc<State>,
@@ -323,23 +323,6 @@ pub fn overrides_from_proto(map: HashMap<String, pb::TypeTranslation>) -> Result
     Ok(out)
 }
 
-fn require_id(field: &str, id: &str) -> Result<(), Status> {
-    if id.is_empty() {
-        return Err(bad_field("MISSING_FIELD", field, format!("{field} is required")));
-    }
-    if uuid::Uuid::parse_str(id).is_err() {
-        return Err(bad_field("INVALID_ID", field, format!("{field} {id:?} is not a UUID")));
-    }
-    Ok(())
-}
-
-fn check_request_id(id: &str) -> Result<(), Status> {
-    if !id.is_empty() && uuid::Uuid::parse_str(id).is_err() {
-        return Err(bad_field("INVALID_REQUEST_ID", "request_id", "request_id must be a UUID"));
-    }
-    Ok(())
-}
-
 fn check_version(v: i64) -> Result<(), Status> {
     if v < 0 {
         return Err(bad_field(
@@ -351,17 +334,13 @@ fn check_version(v: i64) -> Result<(), Status> {
     Ok(())
 }
 
-fn token<T>(req: &Request<T>) -> Result<tonic::metadata::MetadataValue<tonic::metadata::Ascii>, Status> {
-    bearer(req.metadata()).ok_or_else(|| Status::unauthenticated("missing bearer token"))
-}
-
 #[tonic::async_trait]
 impl pb::installation_service_server::InstallationService for InstallationApi {
     async fn create_pre_run(&self, req: Request<pb::CreatePreRunRequest>) -> Result<Response<pb::PreRun>, Status> {
         let caller = caller(&req)?;
-        let token = token(&req)?;
+        let token = forwarded_token(&req)?;
         let req = req.into_inner();
-        require_id("package_id", &req.package_id)?;
+        require_uuid("package_id", &req.package_id)?;
         check_version(req.package_version)?;
         check_request_id(&req.request_id)?;
         let dest = self.state.authorize(&caller, &req.destination_environment, Permission::InstallationWrite).await?;
@@ -377,7 +356,7 @@ impl pb::installation_service_server::InstallationService for InstallationApi {
     async fn get_pre_run(&self, req: Request<pb::GetPreRunRequest>) -> Result<Response<pb::PreRun>, Status> {
         let caller = caller(&req)?;
         let req = req.into_inner();
-        require_id("id", &req.id)?;
+        require_uuid("id", &req.id)?;
         let page = EntryPage::parse(req.entries_page_size, &req.entries_page_token)?;
         let record = installer::get_pre_run(&self.state, &caller, &req.id)?;
         self.state.authorize(&caller, &record.destination, Permission::InstallationRead).await?;
@@ -389,13 +368,13 @@ impl pb::installation_service_server::InstallationService for InstallationApi {
         req: Request<pb::CreateInstallationRequest>,
     ) -> Result<Response<pb::Installation>, Status> {
         let caller = caller(&req)?;
-        let token = token(&req)?;
+        let token = forwarded_token(&req)?;
         let req = req.into_inner();
-        require_id("package_id", &req.package_id)?;
+        require_uuid("package_id", &req.package_id)?;
         check_version(req.package_version)?;
         check_request_id(&req.request_id)?;
         if !req.pre_run_id.is_empty() {
-            require_id("pre_run_id", &req.pre_run_id)?;
+            require_uuid("pre_run_id", &req.pre_run_id)?;
         }
         let overrides = overrides_from_proto(req.translation_map)?;
         let dest = self.state.authorize(&caller, &req.destination_environment, Permission::InstallationWrite).await?;
@@ -453,7 +432,7 @@ impl pb::installation_service_server::InstallationService for InstallationApi {
     ) -> Result<Response<pb::Installation>, Status> {
         let caller = caller(&req)?;
         let req = req.into_inner();
-        require_id("id", &req.id)?;
+        require_uuid("id", &req.id)?;
         let page = EntryPage::parse(req.entries_page_size, &req.entries_page_token)?;
         let record = installer::get_installation(&self.state, &caller, &req.id, true)?;
         self.state.authorize(&caller, &record.destination, Permission::InstallationRead).await?;
@@ -466,7 +445,7 @@ impl pb::installation_service_server::InstallationService for InstallationApi {
     ) -> Result<Response<pb::Installation>, Status> {
         let caller = caller(&req)?;
         let req = req.into_inner();
-        require_id("id", &req.id)?;
+        require_uuid("id", &req.id)?;
         check_request_id(&req.request_id)?;
         let record = installer::get_installation(&self.state, &caller, &req.id, false)?;
         self.state.authorize(&caller, &record.destination, Permission::InstallationWrite).await?;

@@ -88,3 +88,30 @@ pub fn page_error(e: PageError) -> Status {
 pub fn bad_field(reason: &'static str, field: &str, message: impl Into<String>) -> Status {
     status(Code::InvalidArgument, reason, message, [("field", field.to_string())])
 }
+
+/// A required UUID field (package, pre-run, installation, promotion request ids).
+pub fn require_uuid(field: &str, id: &str) -> Result<(), Status> {
+    if id.is_empty() {
+        return Err(bad_field("MISSING_FIELD", field, format!("{field} is required")));
+    }
+    if uuid::Uuid::parse_str(id).is_err() {
+        return Err(bad_field("INVALID_ID", field, format!("{field} {id:?} is not a UUID")));
+    }
+    Ok(())
+}
+
+/// An optional `request_id`: empty, or a UUID.
+pub fn check_request_id(id: &str) -> Result<(), Status> {
+    if !id.is_empty() && uuid::Uuid::parse_str(id).is_err() {
+        return Err(bad_field("INVALID_REQUEST_ID", "request_id", "request_id must be a UUID"));
+    }
+    Ok(())
+}
+
+/// The caller's bearer token, forwarded when this service calls the package service on
+/// the caller's behalf.
+pub fn forwarded_token<T>(
+    req: &tonic::Request<T>,
+) -> Result<tonic::metadata::MetadataValue<tonic::metadata::Ascii>, Status> {
+    crate::shared::serving::bearer(req.metadata()).ok_or_else(|| Status::unauthenticated("missing bearer token"))
+}

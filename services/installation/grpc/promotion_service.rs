@@ -3,14 +3,14 @@ use std::sync::Arc;
 use tonic::{Code, Request, Response, Status};
 
 use super::installation_service::overrides_from_proto;
-use super::{bad_field, page_error};
+use super::{bad_field, check_request_id, forwarded_token, page_error, require_uuid};
 use crate::installation::promotions::{self, Decision, PromotionError, PromotionRecord, PromotionStatus};
 use crate::installation::state::State;
 use crate::proto::v1 as pb;
 use crate::shared::convert::timestamp;
 use crate::shared::errors::status;
 use crate::shared::pagination::{token_after, Page};
-use crate::shared::serving::{bearer, caller, environment_not_found, permission_denied};
+use crate::shared::serving::{caller, environment_not_found, permission_denied};
 
 pub struct PromotionApi {
     state: Arc<State>,
@@ -113,24 +113,6 @@ fn to_proto(r: &PromotionRecord) -> pb::PromotionRequest {
     }
 }
 
-fn require_uuid(field: &str, id: &str) -> Result<(), Status> {
-    if id.is_empty() {
-        return Err(bad_field("MISSING_FIELD", field, format!("{field} is required")));
-    }
-    if uuid::Uuid::parse_str(id).is_err() {
-        return Err(bad_field("INVALID_ID", field, format!("{field} {id:?} is not a UUID")));
-    }
-    Ok(())
-}
-
-fn optional_uuid(field: &str, id: &str) -> Result<(), Status> {
-    if id.is_empty() {
-        Ok(())
-    } else {
-        require_uuid(field, id)
-    }
-}
-
 const MAX_COMMENT_CHARS: usize = 4000;
 
 fn check_comment(comment: &str) -> Result<(), Status> {
@@ -144,10 +126,6 @@ fn check_comment(comment: &str) -> Result<(), Status> {
     Ok(())
 }
 
-fn token<T>(req: &Request<T>) -> Result<tonic::metadata::MetadataValue<tonic::metadata::Ascii>, Status> {
-    bearer(req.metadata()).ok_or_else(|| Status::unauthenticated("missing bearer token"))
-}
-
 #[tonic::async_trait]
 impl pb::promotion_service_server::PromotionService for PromotionApi {
     async fn request_promotion(
@@ -155,10 +133,10 @@ impl pb::promotion_service_server::PromotionService for PromotionApi {
         req: Request<pb::RequestPromotionRequest>,
     ) -> Result<Response<pb::PromotionRequest>, Status> {
         let caller = caller(&req)?;
-        let token = token(&req)?;
+        let token = forwarded_token(&req)?;
         let req = req.into_inner();
         require_uuid("package_id", &req.package_id)?;
-        optional_uuid("request_id", &req.request_id)?;
+        check_request_id(&req.request_id)?;
         check_comment(&req.comment)?;
         if req.package_version < 0 {
             return Err(bad_field(
@@ -253,10 +231,10 @@ impl pb::promotion_service_server::PromotionService for PromotionApi {
         req: Request<pb::AcceptPromotionRequestRequest>,
     ) -> Result<Response<pb::PromotionRequest>, Status> {
         let caller = caller(&req)?;
-        let token = token(&req)?;
+        let token = forwarded_token(&req)?;
         let req = req.into_inner();
         require_uuid("id", &req.id)?;
-        optional_uuid("request_id", &req.request_id)?;
+        check_request_id(&req.request_id)?;
         check_comment(&req.comment)?;
         let decision = Decision {
             comment: req.comment,
@@ -275,7 +253,7 @@ impl pb::promotion_service_server::PromotionService for PromotionApi {
         let caller = caller(&req)?;
         let req = req.into_inner();
         require_uuid("id", &req.id)?;
-        optional_uuid("request_id", &req.request_id)?;
+        check_request_id(&req.request_id)?;
         check_comment(&req.comment)?;
         let record = promotions::close(&self.state, &caller, &req.id, false, req.comment, &req.request_id).await?;
         Ok(Response::new(to_proto(&record)))
@@ -288,7 +266,7 @@ impl pb::promotion_service_server::PromotionService for PromotionApi {
         let caller = caller(&req)?;
         let req = req.into_inner();
         require_uuid("id", &req.id)?;
-        optional_uuid("request_id", &req.request_id)?;
+        check_request_id(&req.request_id)?;
         check_comment(&req.comment)?;
         let record = promotions::close(&self.state, &caller, &req.id, true, req.comment, &req.request_id).await?;
         Ok(Response::new(to_proto(&record)))
