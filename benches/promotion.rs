@@ -12,10 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use promotion::dev::mode::{configs, DevOptions};
-use promotion::proto::v1 as pb;
-use promotion::shared::config::LogFormat;
-use promotion::shared::convert::map_to_struct;
+use promotion_api::convert::map_to_struct;
+use promotion_api::v1 as pb;
 use prost::Message;
 use serde_json::json;
 use tonic::metadata::MetadataValue;
@@ -57,24 +55,48 @@ impl Drop for Services {
     }
 }
 
+/// Where a pair of services listens.
+struct DevAddrs {
+    package_addr: SocketAddr,
+    installation_addr: SocketAddr,
+}
+
+/// Development mode's configurations for these addresses, as the binary writes them.
+fn dev_configs(
+    data_dir: std::path::PathBuf,
+    package_addr: SocketAddr,
+    installation_addr: SocketAddr,
+) -> (promotion_core::config::Config, promotion_core::config::Config) {
+    let out = tempfile::tempdir().unwrap();
+    let status = Command::new(binary())
+        .args(["dev", "--data-dir"])
+        .arg(&data_dir)
+        .args(["--package-addr", &package_addr.to_string(), "--installation-addr", &installation_addr.to_string()])
+        .arg("--write-config")
+        .arg(out.path())
+        .status()
+        .expect("run promotion dev --write-config");
+    assert!(status.success(), "promotion dev --write-config failed");
+    let read = |name: &str| -> promotion_core::config::Config {
+        toml::from_str(&std::fs::read_to_string(out.path().join(name)).unwrap()).unwrap()
+    };
+    (read("package-service.toml"), read("installation-service.toml"))
+}
+
 fn binary() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_BIN_EXE_promotion"))
 }
 
 async fn start_services() -> Services {
     let dir = tempfile::tempdir().unwrap();
-    let opts = DevOptions {
-        data_dir: dir.path().to_path_buf(),
-        package_addr: free_addr(),
-        installation_addr: free_addr(),
-        log_format: LogFormat::Text,
-    };
-    let (mut package_config, mut installation_config) = configs(&opts);
+    let opts = DevAddrs { package_addr: free_addr(), installation_addr: free_addr() };
+    let (mut package_config, mut installation_config) =
+        dev_configs(dir.path().to_path_buf(), opts.package_addr, opts.installation_addr);
     for c in [&mut package_config, &mut installation_config] {
         c.limits.max_objects_per_put = 10_000;
         c.limits.max_package_objects = 250_000;
     }
-    let spawn = |sub: &str, config: &promotion::shared::config::Config, name: &str| {
+    let spawn = |sub: &str, config: &promotion_core::config::Config, name: &str| {
         let path = dir.path().join(name);
         std::fs::write(&path, toml::to_string(config).unwrap()).unwrap();
         Command::new(binary())
@@ -224,7 +246,7 @@ fn sled_baseline(objects: &[pb::ConfigObject], runs: usize) -> Stats {
     let domain: Vec<(Vec<u8>, Vec<u8>)> = objects
         .iter()
         .map(|o| {
-            let o: promotion::shared::objects::ConfigObject = o.clone().into();
+            let o: promotion_core::objects::ConfigObject = o.clone().into();
             (format!("O{}\0{}", o.obj_code, o.id).into_bytes(), serde_json::to_vec(&o).unwrap())
         })
         .collect();

@@ -7,8 +7,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use promotion::proto::v1 as pb;
-use promotion::shared::convert::struct_to_map;
+use promotion_api::convert::struct_to_map;
+use promotion_api::v1 as pb;
 use prost::Message;
 use tonic::Code;
 
@@ -91,6 +91,8 @@ fn promote(package_id: &str) -> pb::RequestPromotionRequest {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_trail_shows_who_requested_accepted_rejected_cancelled_and_was_denied() {
     let dev = DevServices::start().await;
+    // The story's own events, after development mode seeded its demo data.
+    let story_start = promotion_api::convert::timestamp(chrono::Utc::now());
     let mut alice = dev.clients("alice").await;
     let mut bob = dev.clients("bob").await;
     let mut admin = dev.clients("admin").await;
@@ -113,7 +115,14 @@ async fn the_trail_shows_who_requested_accepted_rejected_cancelled_and_was_denie
     alice.promotions.cancel_promotion_request(cancel).await.expect("alice cancels");
 
     // Everything that happened to qa, in order, with who did it and how it ended.
-    let qa = all_events(&mut admin.installation_audit, filter(|r| r.environment = "qa".into())).await;
+    let qa = all_events(
+        &mut admin.installation_audit,
+        filter(|r| {
+            r.environment = "qa".into();
+            r.start_time = Some(story_start);
+        }),
+    )
+    .await;
     assert_eq!(
         trail(&qa),
         [
@@ -194,6 +203,7 @@ async fn the_trail_shows_who_requested_accepted_rejected_cancelled_and_was_denie
         &mut admin.installation_audit,
         filter(|r| {
             r.environment = "qa".into();
+            r.start_time = Some(story_start);
             r.page_size = 3;
         }),
     )
@@ -276,7 +286,7 @@ async fn snapshot(admin: &mut Clients) -> (u64, Vec<(String, i64)>, Vec<String>)
 async fn a_denied_call_leaves_one_access_denied_event_and_no_rpc_changes_the_trail() {
     // The contracts offer no way to edit or delete events: AuditService only lists, and no
     // other RPC is about audit events.
-    let set = prost_types::FileDescriptorSet::decode(promotion::proto::FILE_DESCRIPTOR_SET).unwrap();
+    let set = prost_types::FileDescriptorSet::decode(promotion_api::FILE_DESCRIPTOR_SET).unwrap();
     let services: Vec<_> = set.file.iter().flat_map(|f| &f.service).collect();
     let audit = services.iter().find(|s| s.name() == "AuditService").expect("AuditService");
     assert_eq!(audit.method.iter().map(|m| m.name()).collect::<Vec<_>>(), ["ListAuditEvents"]);

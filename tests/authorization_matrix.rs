@@ -13,8 +13,9 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::*;
-use promotion::proto::v1 as pb;
-use promotion::shared::auth::{Binding, Identity, Role, TokenSigner};
+use promotion_api::v1 as pb;
+use promotion_core::identity::{Binding, Identity, Role};
+use promotion_core::tokens::TokenSigner;
 use prost::Message;
 use tonic::{Code, Status};
 
@@ -541,7 +542,7 @@ async fn call(rpc: Rpc, host: Host, who: Who, c: &mut Clients, f: &Fixture) -> R
 
 /// Every `service/method` of the six public services, from the compiled descriptor set.
 fn contract_methods() -> BTreeSet<String> {
-    let set = prost_types::FileDescriptorSet::decode(promotion::proto::FILE_DESCRIPTOR_SET).unwrap();
+    let set = prost_types::FileDescriptorSet::decode(promotion_api::FILE_DESCRIPTOR_SET).unwrap();
     set.file
         .iter()
         .flat_map(|f| &f.service)

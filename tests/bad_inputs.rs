@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use promotion::proto::v1 as pb;
+use promotion_api::v1 as pb;
 use std::collections::HashMap;
 use tonic::Code;
 

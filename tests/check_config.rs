@@ -240,7 +240,7 @@ fn hash_secret_prints_a_hash_the_configuration_accepts() {
     assert!(outcome.success, "{}", outcome.stderr);
     let hash = outcome.stdout.trim();
     assert!(hash.starts_with("$argon2id$"), "{hash}");
-    assert!(promotion::shared::auth::verify_secret("correct horse battery staple", hash));
+    assert!(promotion_core::secrets::verify_secret("correct horse battery staple", hash));
     assert!(!hash.contains("correct horse"), "the secret itself is never printed");
     let package = read("package-service.toml");
     let start = package.find("secret_hash = \"").unwrap() + "secret_hash = \"".len();

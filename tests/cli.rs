@@ -101,7 +101,7 @@ fn client_command_paths() -> Vec<Vec<String>> {
             walk(sub, &path, out);
         }
     }
-    let root = promotion::cli::ClientCommand::augment_subcommands(clap::Command::new("promotion"));
+    let root = promotion_cli::ClientCommand::augment_subcommands(clap::Command::new("promotion"));
     let mut found = Vec::new();
     walk(&root, &[], &mut found);
     for (path, cmd) in &found {

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use promotion::shared::config::Config;
+use promotion_core::config::Config;
 use serde::Deserialize;
 use serde_yaml::Value;
 

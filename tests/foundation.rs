@@ -7,9 +7,10 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use common::*;
-use promotion::proto::v1 as pb;
-use promotion::shared::auth::{Binding, Identity, Role, TokenSigner};
-use promotion::shared::convert::map_to_struct;
+use promotion_api::convert::map_to_struct;
+use promotion_api::v1 as pb;
+use promotion_core::identity::{Binding, Identity, Role};
+use promotion_core::tokens::TokenSigner;
 use serde_json::json;
 use tonic::Code;
 

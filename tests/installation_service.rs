@@ -11,8 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use promotion::proto::v1 as pb;
-use promotion::shared::convert::{map_to_struct, struct_to_map};
+use promotion_api::convert::{map_to_struct, struct_to_map};
+use promotion_api::v1 as pb;
 use serde_json::{json, Value};
 use tonic::{Code, Status};
 
@@ -1053,7 +1053,7 @@ struct SplitServices {
     dir: tempfile::TempDir,
     package_addr: SocketAddr,
     installation_addr: SocketAddr,
-    installation_config: promotion::shared::config::Config,
+    installation_config: promotion_core::config::Config,
     package: Option<Child>,
     installation: Option<Child>,
 }
@@ -1064,13 +1064,9 @@ impl SplitServices {
     async fn start(service_secret: &str) -> SplitServices {
         let dir = tempfile::tempdir().unwrap();
         let (package_addr, installation_addr) = (free_addr(), free_addr());
-        let opts = promotion::dev::mode::DevOptions {
-            data_dir: dir.path().to_path_buf(),
-            package_addr,
-            installation_addr,
-            log_format: promotion::shared::config::LogFormat::Text,
-        };
-        let (package, installation_config) = promotion::dev::mode::configs(&opts);
+        let opts = DevAddrs { package_addr, installation_addr };
+        let (package, installation_config) =
+            dev_configs(dir.path().to_path_buf(), opts.package_addr, opts.installation_addr);
         std::fs::write(dir.path().join("package.toml"), toml::to_string(&package).unwrap()).unwrap();
         let mut split = SplitServices {
             dir,

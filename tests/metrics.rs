@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use promotion::proto::v1 as pb;
+use promotion_api::v1 as pb;
 use tonic::Code;
 
 const POLL_LIMIT: Duration = Duration::from_secs(90);
@@ -46,13 +46,11 @@ struct Pair {
 async fn start_pair() -> Pair {
     let (status, dir) = DevServices::start().await.terminate();
     assert!(status.success(), "development mode did not stop cleanly: {status}");
-    let opts = promotion::dev::mode::DevOptions {
-        data_dir: dir.path().to_path_buf(),
-        package_addr: free_addr(),
-        installation_addr: free_addr(),
-        log_format: promotion::shared::config::LogFormat::Json,
-    };
-    let (mut package, mut installation) = promotion::dev::mode::configs(&opts);
+    let opts = DevAddrs { package_addr: free_addr(), installation_addr: free_addr() };
+    let (mut package, mut installation) =
+        dev_configs(dir.path().to_path_buf(), opts.package_addr, opts.installation_addr);
+    package.log_format = promotion_core::config::LogFormat::Json;
+    installation.log_format = promotion_core::config::LogFormat::Json;
     package.admin_listen = Some(free_addr());
     installation.admin_listen = Some(free_addr());
     let package = spawn(dir.path(), "package-service", &package).await;
@@ -66,14 +64,14 @@ async fn start_pair() -> Pair {
     }
 }
 
-async fn spawn(dir: &Path, sub: &str, config: &promotion::shared::config::Config) -> Service {
+async fn spawn(dir: &Path, sub: &str, config: &promotion_core::config::Config) -> Service {
     let config_path = dir.join(format!("{sub}.toml"));
     std::fs::write(&config_path, toml::to_string(config).unwrap()).unwrap();
     let log = dir.join(format!("{sub}.log"));
     let child = Command::new(env!("CARGO_BIN_EXE_promotion"))
         .args([sub, "--config"])
         .arg(&config_path)
-        .env("RUST_LOG", "info,promotion::shared::metrics=debug")
+        .env("RUST_LOG", "info,promotion_serving::metrics=debug")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
@@ -106,6 +104,14 @@ async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
 
 /// The samples of a scrape by series (`name{labels}`), after checking every line is a
 /// comment or a sample of a family whose TYPE came first.
+/// A series with its labels in name order: label order carries no meaning.
+fn canonical(series: &str) -> String {
+    let Some((name, labels)) = series.split_once('{') else { return series.to_string() };
+    let mut labels: Vec<&str> = labels.trim_end_matches('}').split(',').filter(|l| !l.is_empty()).collect();
+    labels.sort();
+    format!("{name}{{{}}}", labels.join(","))
+}
+
 fn parse_exposition(text: &str) -> BTreeMap<String, f64> {
     let mut typed = Vec::new();
     let mut samples = BTreeMap::new();
@@ -116,16 +122,17 @@ fn parse_exposition(text: &str) -> BTreeMap<String, f64> {
             typed.push(name.to_string());
             continue;
         }
-        if line.starts_with("# HELP ") {
+        // OpenMetrics: help and unit lines, and the end-of-exposition marker.
+        if line.starts_with("# HELP ") || line.starts_with("# UNIT ") || line == "# EOF" {
             continue;
         }
         let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("not a sample: {line:?}"));
         let name = series.split('{').next().unwrap();
         assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'), "bad metric name in {line:?}");
-        let family = ["_bucket", "_sum", "_count"].iter().find_map(|s| name.strip_suffix(s)).unwrap_or(name);
+        let family = ["_bucket", "_sum", "_count", "_total"].iter().find_map(|s| name.strip_suffix(s)).unwrap_or(name);
         assert!(typed.iter().any(|t| t == name || t == family), "sample before its # TYPE line: {line:?}");
         let value: f64 = value.parse().unwrap_or_else(|_| panic!("bad value in {line:?}"));
-        assert!(samples.insert(series.to_string(), value).is_none(), "duplicate series {series}");
+        assert!(samples.insert(canonical(series), value).is_none(), "duplicate series {series}");
     }
     samples
 }
@@ -140,7 +147,7 @@ fn handled(samples: &BTreeMap<String, f64>, service: &str, method: &str, code: &
     let series = format!(
         "grpc_server_handled_total{{grpc_service=\"promotion.v1.{service}\",grpc_method=\"{method}\",grpc_code=\"{code}\"}}"
     );
-    samples.get(&series).copied().unwrap_or(0.0)
+    samples.get(&canonical(&series)).copied().unwrap_or(0.0)
 }
 
 fn latency(samples: &BTreeMap<String, f64>, service: &str, method: &str, suffix: &str) -> f64 {
@@ -149,7 +156,7 @@ fn latency(samples: &BTreeMap<String, f64>, service: &str, method: &str, suffix:
         "+Inf" => format!("grpc_server_handling_seconds_bucket{{{labels},le=\"+Inf\"}}"),
         _ => format!("grpc_server_handling_seconds_{suffix}{{{labels}}}"),
     };
-    samples.get(&series).copied().unwrap_or_else(|| panic!("no {series}"))
+    samples.get(&canonical(&series)).copied().unwrap_or_else(|| panic!("no {series}"))
 }
 
 fn collection(obj_code: &str, id: &str) -> pb::ObjectCollection {

@@ -6,9 +6,7 @@ mod common;
 use common::*;
 use std::time::Duration;
 
-use promotion::dev::mode::{configs, DevOptions};
-use promotion::proto::v1 as pb;
-use promotion::shared::config::LogFormat;
+use promotion_api::v1 as pb;
 use tonic::Code;
 
 #[tokio::test]
@@ -18,15 +16,10 @@ async fn an_unreachable_installation_service_fails_the_extraction_and_shutdown_e
     let package_addr = listener.local_addr().unwrap();
     // Nothing listens here once the probe is dropped.
     let closed = free_addr();
-    let opts = DevOptions {
-        data_dir: data.path().to_path_buf(),
-        package_addr,
-        installation_addr: closed,
-        log_format: LogFormat::Text,
-    };
-    let (config, _) = configs(&opts);
+    let opts = DevAddrs { package_addr, installation_addr: closed };
+    let (config, _) = dev_configs(data.path().to_path_buf(), opts.package_addr, opts.installation_addr);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(promotion::package::server::run(config, listener, async move {
+    let server = tokio::spawn(promotion_package::server::run(config, listener, async move {
         let _ = stopped.await;
     }));
     while health_status(package_addr).await != Some(1) {

@@ -7,7 +7,7 @@ use prost::Message;
 use std::time::Duration;
 
 use pb::get_package_definition_response::Part;
-use promotion::proto::v1 as pb;
+use promotion_api::v1 as pb;
 use prost_types::{value::Kind, Struct, Value};
 
 type Packages = pb::package_service_client::PackageServiceClient<Authed>;

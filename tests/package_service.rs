@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use pb::get_package_definition_response::Part;
-use promotion::proto::v1 as pb;
+use promotion_api::v1 as pb;
 use tonic::{Code, Status};
 
 type Packages = pb::package_service_client::PackageServiceClient<Authed>;

@@ -13,13 +13,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use promotion::dev::mode::{configs, DevOptions};
-use promotion::proto::v1 as pb;
-use promotion::shared::auth::{hash_secret, Role};
-use promotion::shared::config::{
-    BindingEntry, ClientEntry, Config, EnvironmentEntry, EnvironmentKind, LogFormat, ServiceCredentials,
+use promotion_api::convert::{map_to_struct, struct_to_map};
+use promotion_api::v1 as pb;
+use promotion_core::config::{
+    BindingEntry, ClientEntry, Config, EnvironmentEntry, EnvironmentKind, ServiceCredentials,
 };
-use promotion::shared::convert::{map_to_struct, struct_to_map};
+use promotion_core::identity::Role;
+use promotion_core::secrets::hash_secret;
 use tonic::Code;
 
 /// One `promotion` service process, killed on drop.
@@ -92,13 +92,8 @@ impl Deployment {
     async fn start() -> Deployment {
         let dir = tempfile::tempdir().unwrap();
         let (package_addr, a_addr, b_addr) = (free_addr(), free_addr(), free_addr());
-        let opts = DevOptions {
-            data_dir: dir.path().to_path_buf(),
-            package_addr,
-            installation_addr: a_addr,
-            log_format: LogFormat::Text,
-        };
-        let (package, installation) = configs(&opts);
+        let opts = DevAddrs { package_addr, installation_addr: a_addr };
+        let (package, installation) = dev_configs(dir.path().to_path_buf(), opts.package_addr, opts.installation_addr);
         let environments: Vec<EnvironmentEntry> = ENVIRONMENTS
             .iter()
             .map(|(id, org, kind, on_a)| EnvironmentEntry {
@@ -153,7 +148,7 @@ impl Deployment {
 const PAYMENTS_API: &str = "Payments API";
 
 fn payments_api_id() -> String {
-    promotion::dev::seed::demo_objects("globex-dev")
+    demo_objects("globex-dev")
         .into_iter()
         .find(|o| o.obj_code == "API" && o.name == PAYMENTS_API)
         .expect("the demo holds the Payments API")
@@ -161,7 +156,7 @@ fn payments_api_id() -> String {
 }
 
 async fn seed_globex_dev(admin: &mut Clients) {
-    let objects = promotion::dev::seed::demo_objects("globex-dev").iter().map(Into::into).collect();
+    let objects = demo_objects("globex-dev").iter().map(Into::into).collect();
     let req = pb::PutObjectsRequest { environment: "globex-dev".into(), objects, request_id: String::new() };
     admin.environments.put_objects(req).await.expect("seed globex-dev");
 }

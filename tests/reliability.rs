@@ -4,8 +4,8 @@
 mod common;
 
 use common::*;
-use promotion::proto::v1 as pb;
-use promotion::shared::convert::map_to_struct;
+use promotion_api::convert::map_to_struct;
+use promotion_api::v1 as pb;
 use std::time::{Duration, Instant};
 use tonic::Code;
 

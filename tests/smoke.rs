@@ -1,7 +1,7 @@
 //! Quick end-to-end check that development mode serves both services.
 mod common;
 use common::*;
-use promotion::proto::v1 as pb;
+use promotion_api::v1 as pb;
 
 #[tokio::test]
 async fn development_mode_serves_both_services_with_demo_data() {

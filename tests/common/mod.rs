@@ -7,13 +7,13 @@ use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use promotion::proto::v1 as pb;
+use promotion_api::v1 as pb;
 use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::{Request, Status};
 
-pub use promotion::shared::errors::{metadata_of, reason_of};
+pub use promotion_api::status::{metadata_of, reason_of};
 
 /// A free loopback port. The tiny window between closing it and the service binding it
 /// is acceptable for tests.
@@ -223,13 +223,8 @@ pub struct SplitServices {
 impl SplitServices {
     pub async fn start() -> SplitServices {
         let dir = tempfile::tempdir().unwrap();
-        let opts = promotion::dev::mode::DevOptions {
-            data_dir: dir.path().to_path_buf(),
-            package_addr: free_addr(),
-            installation_addr: free_addr(),
-            log_format: promotion::shared::config::LogFormat::Text,
-        };
-        let (package, installation) = promotion::dev::mode::configs(&opts);
+        let opts = DevAddrs { package_addr: free_addr(), installation_addr: free_addr() };
+        let (package, installation) = dev_configs(dir.path().to_path_buf(), opts.package_addr, opts.installation_addr);
         std::fs::write(dir.path().join("package.toml"), toml::to_string(&package).unwrap()).unwrap();
         std::fs::write(dir.path().join("installation.toml"), toml::to_string(&installation).unwrap()).unwrap();
         let mut s = SplitServices {
@@ -299,4 +294,40 @@ impl Drop for SplitServices {
         self.kill_package();
         self.kill_installation();
     }
+}
+
+/// Where a pair of services listens.
+pub struct DevAddrs {
+    pub package_addr: SocketAddr,
+    pub installation_addr: SocketAddr,
+}
+
+/// The configurations development mode runs with for these addresses and data directory,
+/// as the binary writes them (`promotion dev --write-config`).
+pub fn dev_configs(
+    data_dir: std::path::PathBuf,
+    package_addr: SocketAddr,
+    installation_addr: SocketAddr,
+) -> (promotion_core::config::Config, promotion_core::config::Config) {
+    let out = tempfile::tempdir().unwrap();
+    let status = Command::new(env!("CARGO_BIN_EXE_promotion"))
+        .args(["dev", "--data-dir"])
+        .arg(&data_dir)
+        .args(["--package-addr", &package_addr.to_string(), "--installation-addr", &installation_addr.to_string()])
+        .arg("--write-config")
+        .arg(out.path())
+        .status()
+        .expect("run promotion dev --write-config");
+    assert!(status.success(), "promotion dev --write-config failed");
+    let read = |name: &str| -> promotion_core::config::Config {
+        toml::from_str(&std::fs::read_to_string(out.path().join(name)).unwrap()).unwrap()
+    };
+    (read("package-service.toml"), read("installation-service.toml"))
+}
+
+/// Development mode's demo objects of one environment, from the demo data file.
+pub fn demo_objects(environment: &str) -> Vec<promotion_core::objects::ConfigObject> {
+    let demo: serde_json::Value =
+        serde_json::from_str(include_str!("../../crates/dev/demo.json")).expect("demo.json is JSON");
+    serde_json::from_value(demo[environment].clone()).unwrap_or_default()
 }

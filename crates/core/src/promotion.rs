@@ -1,0 +1,33 @@
+//! Promotion requests (seed 000) as stored: who asked for which package to go where, and
+//! how it was decided.
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PromotionStatus {
+    ToBeValidated,
+    Accepted,
+    Rejected,
+    Cancelled,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PromotionRecord {
+    pub id: String,
+    pub organization: String,
+    pub package_id: String,
+    pub package_version: i64,
+    pub package_name: String,
+    pub source_environment: String,
+    pub target_environment: String,
+    pub status: PromotionStatus,
+    pub comment: String,
+    pub requested_by: String,
+    pub create_time: DateTime<Utc>,
+    pub update_time: DateTime<Utc>,
+    pub is_update: bool,
+    pub decided_by: String,
+    pub decision_comment: String,
+    pub installation_id: String,
+    pub last_error: String,
+}

@@ -1,0 +1,214 @@
+//! Runs both services in one process on loopback with the demo organizations,
+//! environments, clients and seeded configuration of the brief's section 8.
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use promotion_core::config::{
+    AuthConfig, BindingEntry, ClientEntry, Config, EnvironmentEntry, EnvironmentKind, Limits, LogFormat, Organization,
+    ServiceCredentials,
+};
+use promotion_core::identity::{Identity, Role};
+use promotion_core::objects::ConfigObject;
+use promotion_core::secrets::hash_secret;
+use promotion_installation::{environments, server as installation_server};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Only for development mode: a real deployment configures its own key.
+const DEV_SIGNING_KEY: &str = "development-mode-signing-key-do-not-use-in-production";
+/// The demo configuration, one list of objects per environment (see the file's `_about`).
+const DEMO: &str = include_str!("../demo.json");
+
+pub struct DevOptions {
+    pub data_dir: PathBuf,
+    pub package_addr: SocketAddr,
+    pub installation_addr: SocketAddr,
+    pub log_format: LogFormat,
+}
+
+/// The demo clients: id, secret, organization, bindings.
+/// id, secret, organization, role bindings.
+type DemoClient = (&'static str, &'static str, &'static str, &'static [(Role, &'static str)]);
+
+pub const DEMO_CLIENTS: &[DemoClient] = &[
+    ("admin", "admin-secret", "acme", &[(Role::Admin, "*")]),
+    ("alice", "alice-secret", "acme", &[(Role::Publisher, "dev"), (Role::Publisher, "qa")]),
+    ("bob", "bob-secret", "acme", &[(Role::Deployer, "qa"), (Role::Deployer, "prod")]),
+    ("gina", "gina-secret", "globex", &[(Role::Admin, "*")]),
+    ("victor", "victor-secret", "acme", &[(Role::Viewer, "*")]),
+    ("erin", "erin-secret", "acme", &[(Role::Editor, "dev"), (Role::Editor, "qa")]),
+    // The installation service's own identity may report installations into exactly the
+    // environments it hosts, whichever organization owns them.
+    (
+        "installation-service",
+        "installation-service-secret",
+        "acme",
+        &[
+            (Role::Internal, "dev"),
+            (Role::Internal, "qa"),
+            (Role::Internal, "prod"),
+            (Role::Internal, "globex-dev"),
+            (Role::Internal, "globex-prod"),
+        ],
+    ),
+];
+
+const ENVIRONMENTS: &[(&str, &str, EnvironmentKind, &str)] = &[
+    ("dev", "acme", EnvironmentKind::Sandbox, "Development"),
+    ("qa", "acme", EnvironmentKind::Sandbox, "Quality assurance"),
+    ("prod", "acme", EnvironmentKind::Production, "Production"),
+    ("globex-dev", "globex", EnvironmentKind::Sandbox, "Globex development"),
+    ("globex-prod", "globex", EnvironmentKind::Production, "Globex production"),
+];
+
+/// The two configurations development mode runs with.
+pub fn configs(opts: &DevOptions) -> (Config, Config) {
+    let installation_url = format!("http://{}", opts.installation_addr);
+    let base = Config {
+        listen: opts.package_addr,
+        admin_listen: None,
+        data_dir: opts.data_dir.join("package"),
+        log_format: opts.log_format,
+        package_service: None,
+        hosted_environments: vec![],
+        service_credentials: None,
+        auth: AuthConfig {
+            signing_key: DEV_SIGNING_KEY.into(),
+            default_ttl_seconds: 8 * 3600,
+            max_ttl_seconds: 24 * 3600,
+            issuer: "promotion-dev".into(),
+        },
+        limits: Limits::default(),
+        organizations: vec![
+            Organization { id: "acme".into(), catalog: "workfront".into(), display_name: "Acme Corporation".into() },
+            Organization { id: "globex".into(), catalog: "apim".into(), display_name: "Globex".into() },
+        ],
+        environments: ENVIRONMENTS
+            .iter()
+            .map(|(id, org, kind, name)| EnvironmentEntry {
+                id: (*id).into(),
+                organization: (*org).into(),
+                kind: *kind,
+                display_name: (*name).into(),
+                installation_service: installation_url.clone(),
+                catalog: None,
+            })
+            .collect(),
+        clients: vec![],
+        catalog_files: vec![],
+    };
+    let package = Config {
+        clients: DEMO_CLIENTS
+            .iter()
+            .map(|(id, secret, org, bindings)| ClientEntry {
+                id: (*id).into(),
+                secret_hash: hash_secret(secret),
+                organization: (*org).into(),
+                bindings: bindings
+                    .iter()
+                    .map(|(role, env)| BindingEntry { role: *role, environment: (*env).into() })
+                    .collect(),
+            })
+            .collect(),
+        ..base.clone()
+    };
+    let installation = Config {
+        listen: opts.installation_addr,
+        data_dir: opts.data_dir.join("installation"),
+        package_service: Some(format!("http://{}", opts.package_addr)),
+        hosted_environments: ENVIRONMENTS.iter().map(|e| e.0.to_string()).collect(),
+        service_credentials: Some(ServiceCredentials {
+            client_id: "installation-service".into(),
+            client_secret: "installation-service-secret".into(),
+        }),
+        ..base
+    };
+    (package, installation)
+}
+
+/// The demo objects of one environment (none for environments without demo data).
+pub fn demo_objects(environment: &str) -> Vec<ConfigObject> {
+    let demo: serde_json::Map<String, serde_json::Value> = serde_json::from_str(DEMO).expect("demo.json is valid JSON");
+    demo.get(environment)
+        .map(|v| serde_json::from_value(v.clone()).expect("demo.json holds configuration objects"))
+        .unwrap_or_default()
+}
+
+/// Seeds the demo configuration the first time a data directory is used, through the
+/// same PutObjects path (validation, audit) as any editor's write.
+async fn seed_once(state: &promotion_installation::State) -> Result<(), BoxError> {
+    let mut seeded_any = false;
+    for (env, org, ..) in ENVIRONMENTS {
+        let objects = demo_objects(env);
+        if objects.is_empty() || state.store.env_state(env).await?.revision > 0 {
+            continue;
+        }
+        let info = state.directory.get(env).ok_or("demo environment missing from the directory")?;
+        let seeder =
+            Identity { subject: "promotion-dev".into(), organization: (*org).into(), bindings: vec![], expires_at: 0 };
+        environments::put_objects(state, &seeder, &info, objects, "").await.map_err(|e| e.to_string())?;
+        seeded_any = true;
+    }
+    if seeded_any {
+        tracing::info!("seeded the demo environments");
+    }
+    Ok(())
+}
+
+/// Writes the two configuration files development mode would run with into `dir`.
+pub fn write_configs(opts: &DevOptions, dir: &std::path::Path) -> Result<(), BoxError> {
+    let (package, installation) = configs(opts);
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("package-service.toml"), toml::to_string(&package)?)?;
+    std::fs::write(dir.join("installation-service.toml"), toml::to_string(&installation)?)?;
+    Ok(())
+}
+
+/// Runs development mode until SIGINT/SIGTERM.
+pub async fn run(opts: DevOptions) -> Result<(), BoxError> {
+    for addr in [opts.package_addr, opts.installation_addr] {
+        if !addr.ip().is_loopback() {
+            return Err(format!("development mode listens on loopback only, not {addr}").into());
+        }
+    }
+    let (package_config, installation_config) = configs(&opts);
+    let package_listener = tokio::net::TcpListener::bind(opts.package_addr).await?;
+    let installation_listener = tokio::net::TcpListener::bind(opts.installation_addr).await?;
+    let installation_state = installation_server::open(installation_config)?;
+    seed_once(&installation_state).await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let package =
+        tokio::spawn(promotion_package::server::run(package_config, package_listener, stopped(stop_rx.clone())));
+    let installation =
+        tokio::spawn(installation_server::run(installation_state, installation_listener, stopped(stop_rx)));
+    print_banner(&opts);
+    promotion_serving::shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    package.await??;
+    installation.await??;
+    Ok(())
+}
+
+fn print_banner(opts: &DevOptions) {
+    let p = opts.package_addr;
+    let i = opts.installation_addr;
+    println!(
+        r#"
+promotion development mode
+  package service       {p}  (PackageService, AuthService, AuditService)
+  installation service  {i}  (EnvironmentService, InstallationService, PromotionService, AuditService)
+  data                  {data}
+  organizations         acme (dev, qa, prod; catalog workfront), globex (globex-dev, globex-prod; catalog apim)
+  clients               admin, alice, bob, victor, erin (acme); gina (globex); secret = <id>-secret
+
+Get a token and make a first call:
+  TOKEN=$(grpcurl -plaintext -d '{{"client_id":"alice","client_secret":"alice-secret"}}' \
+      {p} promotion.v1.AuthService/IssueToken | python3 -c 'import json,sys; print(json.load(sys.stdin)["accessToken"])')
+  grpcurl -plaintext -H "authorization: Bearer $TOKEN" {i} promotion.v1.EnvironmentService/ListEnvironments
+"#,
+        data = opts.data_dir.display()
+    );
+}

@@ -1,0 +1,122 @@
+//! Requests as domain commands: each `TryFrom<pb::...Request>` checks the request's shape
+//! (ids, versions, request ids, comments) and builds what the domain takes, so that every
+//! malformed request is INVALID_ARGUMENT before anything is read or written.
+use tonic::Status;
+
+use super::convert::overrides_from_proto;
+use super::{check_request_id, require_uuid};
+use crate::install::InstallRequest;
+use crate::pre_run::PreRunRequest;
+use crate::promotions::{self, Decision};
+use promotion_api::status::bad_field;
+use promotion_api::v1 as pb;
+
+/// A command aimed at one environment, which the handler authorises first.
+pub struct ForEnvironment<T> {
+    pub environment: String,
+    pub command: T,
+}
+
+/// A decision on one promotion request.
+pub struct OnRequest<T> {
+    pub id: String,
+    pub command: T,
+}
+
+const MAX_COMMENT_CHARS: usize = 4000;
+
+pub fn check_comment(comment: &str) -> Result<(), Status> {
+    if comment.chars().count() > MAX_COMMENT_CHARS {
+        return Err(bad_field(
+            "COMMENT_TOO_LONG",
+            "comment",
+            format!("comments are at most {MAX_COMMENT_CHARS} characters"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_version(v: i64) -> Result<(), Status> {
+    if v < 0 {
+        return Err(bad_field(
+            "INVALID_VERSION",
+            "package_version",
+            "package_version must be 0 (current) or a version number",
+        ));
+    }
+    Ok(())
+}
+
+impl TryFrom<pb::CreatePreRunRequest> for ForEnvironment<PreRunRequest> {
+    type Error = Status;
+
+    fn try_from(r: pb::CreatePreRunRequest) -> Result<Self, Status> {
+        require_uuid("package_id", &r.package_id)?;
+        check_version(r.package_version)?;
+        check_request_id(&r.request_id)?;
+        let command =
+            PreRunRequest { package_id: r.package_id, package_version: r.package_version, request_id: r.request_id };
+        Ok(ForEnvironment { environment: r.destination_environment, command })
+    }
+}
+
+impl TryFrom<pb::CreateInstallationRequest> for ForEnvironment<InstallRequest> {
+    type Error = Status;
+
+    fn try_from(r: pb::CreateInstallationRequest) -> Result<Self, Status> {
+        require_uuid("package_id", &r.package_id)?;
+        check_version(r.package_version)?;
+        check_request_id(&r.request_id)?;
+        if !r.pre_run_id.is_empty() {
+            require_uuid("pre_run_id", &r.pre_run_id)?;
+        }
+        let command = InstallRequest {
+            package_id: r.package_id,
+            package_version: r.package_version,
+            pre_run_id: r.pre_run_id,
+            overrides: overrides_from_proto(r.translation_map)?,
+            prune_children: r.prune_children,
+            request_id: r.request_id,
+            companion: None,
+        };
+        Ok(ForEnvironment { environment: r.destination_environment, command })
+    }
+}
+
+impl TryFrom<pb::RequestPromotionRequest> for ForEnvironment<promotions::Request> {
+    type Error = Status;
+
+    fn try_from(r: pb::RequestPromotionRequest) -> Result<Self, Status> {
+        require_uuid("package_id", &r.package_id)?;
+        check_request_id(&r.request_id)?;
+        check_comment(&r.comment)?;
+        check_version(r.package_version)?;
+        if r.target_environment.is_empty() {
+            return Err(bad_field("MISSING_FIELD", "target_environment", "target_environment is required"));
+        }
+        let command = promotions::Request {
+            package_id: r.package_id,
+            package_version: r.package_version,
+            comment: r.comment,
+            request_id: r.request_id,
+        };
+        Ok(ForEnvironment { environment: r.target_environment, command })
+    }
+}
+
+impl TryFrom<pb::AcceptPromotionRequestRequest> for OnRequest<Decision> {
+    type Error = Status;
+
+    fn try_from(r: pb::AcceptPromotionRequestRequest) -> Result<Self, Status> {
+        require_uuid("id", &r.id)?;
+        check_request_id(&r.request_id)?;
+        check_comment(&r.comment)?;
+        let command = Decision {
+            comment: r.comment,
+            request_id: r.request_id,
+            overrides: overrides_from_proto(r.translation_map)?,
+            prune_children: r.prune_children,
+        };
+        Ok(OnRequest { id: r.id, command })
+    }
+}

@@ -1,0 +1,342 @@
+//! Conversions between installation-service messages and the domain's types: plans and
+//! translation maps (paged by bytes), pre-runs, installations, promotion requests,
+//! catalogs and export chunks.
+use std::collections::HashMap;
+use tonic::Status;
+
+use crate::environments::Export;
+use crate::plan::{Action, Collision, Entry, MatchKind, Override, Plan};
+use promotion_api::convert::{json_to_value, opt_timestamp, timestamp};
+use promotion_api::status::bad_field;
+use promotion_api::v1 as pb;
+use promotion_core::config::EnvironmentKind;
+use promotion_core::promotion::{PromotionRecord, PromotionStatus};
+use promotion_core::records::{EntryStatus, InstallationRecord, InstallationStatus, PreRunRecord};
+
+pub fn action_to_proto(a: Action) -> pb::InstallAction {
+    match a {
+        Action::Create => pb::InstallAction::Create,
+        Action::UseExisting => pb::InstallAction::Useexisting,
+        Action::Overwriting => pb::InstallAction::Overwriting,
+        Action::Ignore => pb::InstallAction::Ignore,
+        Action::CreateWithAltName => pb::InstallAction::Createwithaltname,
+    }
+}
+
+fn action_from_proto(v: i32) -> Option<Action> {
+    match pb::InstallAction::try_from(v).ok()? {
+        pb::InstallAction::Unspecified => None,
+        pb::InstallAction::Create => Some(Action::Create),
+        pb::InstallAction::Useexisting => Some(Action::UseExisting),
+        pb::InstallAction::Overwriting => Some(Action::Overwriting),
+        pb::InstallAction::Ignore => Some(Action::Ignore),
+        pb::InstallAction::Createwithaltname => Some(Action::CreateWithAltName),
+    }
+}
+
+fn entry_to_proto(e: &Entry, status: Option<EntryStatus>) -> pb::TranslationEntry {
+    pb::TranslationEntry {
+        name: e.name.clone(),
+        action: action_to_proto(e.action) as i32,
+        is_valid: e.is_valid,
+        target_id: e.target_id.clone(),
+        matched_by: match e.matched_by {
+            MatchKind::None => pb::MatchKind::Unspecified,
+            MatchKind::History => pb::MatchKind::History,
+            MatchKind::Id => pb::MatchKind::Id,
+            MatchKind::Name => pb::MatchKind::Name,
+        } as i32,
+        collision: match e.collision {
+            Collision::None => pb::Collision::Unspecified,
+            Collision::LocallyModified => pb::Collision::LocallyModified,
+            Collision::IdMatch => pb::Collision::IdMatch,
+            Collision::NameMatch => pb::Collision::NameMatch,
+        } as i32,
+        changes: e
+            .changes
+            .iter()
+            .map(|c| pb::FieldChange {
+                path: c.path.clone(),
+                before: Some(json_to_value(&c.before)),
+                after: Some(json_to_value(&c.after)),
+            })
+            .collect(),
+        reason: e.reason.clone(),
+        alt_name: e.alt_name.clone(),
+        candidate_ids: e.candidate_ids.clone(),
+        installation_status: status.map_or(pb::EntryInstallationStatus::Unspecified, |s| match s {
+            EntryStatus::Installed => pb::EntryInstallationStatus::Installed,
+            EntryStatus::Registered => pb::EntryInstallationStatus::Registered,
+            EntryStatus::Skipped => pb::EntryInstallationStatus::Skipped,
+            EntryStatus::Failed => pb::EntryInstallationStatus::Failed,
+        }) as i32,
+    }
+}
+
+/// Which entries a response carries: a page in display order (invalid first, then the
+/// ones that change something, then the rest, each in install order), bounded by count
+/// or by about 768 KiB so that no message exceeds 1 MiB.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EntryPage {
+    pub offset: usize,
+    /// 0: as many as fit the byte budget.
+    pub size: usize,
+}
+
+const ENTRY_BYTES_BUDGET: usize = 768 * 1024;
+const MAX_ENTRIES_PAGE: usize = 5000;
+
+impl EntryPage {
+    /// No entries at all (list views).
+    pub const NONE: EntryPage = EntryPage { offset: usize::MAX, size: 0 };
+
+    pub fn parse(size: i32, token: &str) -> Result<EntryPage, Status> {
+        if size < 0 {
+            return Err(bad_field("INVALID_PAGE_SIZE", "entries_page_size", "entries_page_size must not be negative"));
+        }
+        let offset = if token.is_empty() {
+            0
+        } else {
+            token.parse::<usize>().map_err(|_| {
+                bad_field(
+                    "INVALID_PAGE_TOKEN",
+                    "entries_page_token",
+                    "entries_page_token was not returned by this call",
+                )
+            })?
+        };
+        Ok(EntryPage { offset, size: (size as usize).min(MAX_ENTRIES_PAGE) })
+    }
+}
+
+fn display_order(plan: &Plan) -> Vec<usize> {
+    let rank = |e: &Entry| {
+        if !e.is_valid {
+            0
+        } else if e.action != Action::UseExisting || !e.changes.is_empty() || e.collision != Collision::None {
+            1
+        } else {
+            2
+        }
+    };
+    let mut order: Vec<usize> = (0..plan.entries.len()).collect();
+    order.sort_by_key(|&i| rank(&plan.entries[i]));
+    order
+}
+
+fn translation_map(
+    plan: &Plan,
+    statuses: &[EntryStatus],
+    page: EntryPage,
+) -> (HashMap<String, pb::TypeTranslation>, String) {
+    use prost::Message;
+    let mut map: HashMap<String, pb::TypeTranslation> = HashMap::new();
+    let order = display_order(plan);
+    let mut bytes = 0;
+    let mut next = String::new();
+    for (n, &i) in order.iter().enumerate().skip(page.offset) {
+        let taken = n - page.offset;
+        let e = &plan.entries[i];
+        let entry = entry_to_proto(e, statuses.get(i).copied());
+        let len = entry.encoded_len() + e.source_id.len() + e.obj_code.len() + 16;
+        let full = if page.size > 0 { taken == page.size } else { bytes + len > ENTRY_BYTES_BUDGET && taken > 0 };
+        if full {
+            next = n.to_string();
+            break;
+        }
+        bytes += len;
+        map.entry(e.obj_code.clone()).or_default().entries.insert(e.source_id.clone(), entry);
+    }
+    (map, next)
+}
+
+pub fn pre_run_to_proto(r: &PreRunRecord, page: EntryPage) -> pb::PreRun {
+    let ready = r.is_ready();
+    let (translation_map, next_entries_page_token) = translation_map(&r.plan, &[], page);
+    pb::PreRun {
+        id: r.id.clone(),
+        status: if ready { pb::PreRunStatus::Ready } else { pb::PreRunStatus::Failed } as i32,
+        package_id: r.package_id.clone(),
+        package_version: r.package_version,
+        destination_environment: r.destination.clone(),
+        destination_revision: r.destination_revision,
+        create_time: Some(timestamp(r.create_time)),
+        expire_time: Some(timestamp(r.expire_time)),
+        summary: r.summary.clone().into_iter().collect(),
+        translation_map,
+        created_by: r.created_by.clone(),
+        source_environment: r.source_environment.clone(),
+        failure_reason: if ready {
+            String::new()
+        } else {
+            format!("invalid entries need overrides: {}", r.plan.invalid_entries().join("; "))
+        },
+        package_digest: r.package_digest.clone(),
+        entry_count: r.entry_count as i64,
+        next_entries_page_token,
+    }
+}
+
+pub fn installation_to_proto(r: &InstallationRecord, page: EntryPage) -> pb::Installation {
+    let (translation_map, next_entries_page_token) = translation_map(&r.plan, &r.statuses, page);
+    pb::Installation {
+        id: r.id.clone(),
+        package_id: r.package_id.clone(),
+        package_version: r.package_version,
+        destination_environment: r.destination.clone(),
+        pre_run_id: r.pre_run_id.clone(),
+        status: match r.status {
+            InstallationStatus::Installing => pb::InstallationStatus::Installing,
+            // Until a large rollback has finished, the installation is still in place.
+            InstallationStatus::Installed | InstallationStatus::RollingBack => pb::InstallationStatus::Installed,
+            InstallationStatus::Failed => pb::InstallationStatus::Failed,
+            InstallationStatus::RolledBack => pb::InstallationStatus::RolledBack,
+        } as i32,
+        translation_map,
+        summary: r.summary.clone().into_iter().collect(),
+        create_time: Some(timestamp(r.create_time)),
+        finish_time: opt_timestamp(r.finish_time),
+        created_by: r.created_by.clone(),
+        failure_reason: r.failure_reason.clone(),
+        source_environment: r.source_environment.clone(),
+        prune_children: r.prune_children,
+        destination_revision: r.destination_revision,
+        rollback_time: opt_timestamp(r.rollback_time),
+        rolled_back_by: r.rolled_back_by.clone(),
+        entry_count: r.entry_count as i64,
+        next_entries_page_token,
+    }
+}
+
+/// The caller's overrides, checked for shape (entries that name no package object are
+/// reported by the installer).
+pub fn overrides_from_proto(map: HashMap<String, pb::TypeTranslation>) -> Result<Vec<Override>, Status> {
+    let mut out = Vec::new();
+    for (obj_code, t) in map {
+        for (source_id, e) in t.entries {
+            if !promotion_core::objects::is_valid_object_id(&source_id) {
+                return Err(bad_field(
+                    "INVALID_ID",
+                    "translation_map",
+                    format!("{obj_code}:{source_id} is not a valid object id"),
+                ));
+            }
+            if !e.target_id.is_empty() && !promotion_core::objects::is_valid_object_id(&e.target_id) {
+                return Err(bad_field(
+                    "INVALID_ID",
+                    "translation_map",
+                    format!("target id {:?} of {obj_code}:{source_id} is not valid", e.target_id),
+                ));
+            }
+            if pb::InstallAction::try_from(e.action).is_err() {
+                return Err(bad_field(
+                    "INVALID_ACTION",
+                    "translation_map",
+                    format!("unknown action {} for {obj_code}:{source_id}", e.action),
+                ));
+            }
+            out.push(Override {
+                obj_code: obj_code.clone(),
+                source_id,
+                action: action_from_proto(e.action),
+                target_id: e.target_id,
+                alt_name: e.alt_name,
+            });
+        }
+    }
+    Ok(out)
+}
+
+pub fn kind_to_proto(kind: EnvironmentKind) -> pb::EnvironmentKind {
+    match kind {
+        EnvironmentKind::Sandbox => pb::EnvironmentKind::Sandbox,
+        EnvironmentKind::Production => pb::EnvironmentKind::Production,
+    }
+}
+
+pub fn catalog_to_proto(c: &promotion_core::catalog::Catalog) -> pb::Catalog {
+    pb::Catalog {
+        name: c.name.clone(),
+        description: c.description.clone(),
+        types: c
+            .types
+            .iter()
+            .map(|t| pb::ObjectType {
+                obj_code: t.obj_code.clone(),
+                display_name: t.display_name.clone(),
+                root: t.root,
+                includes: t.includes.clone(),
+                parent_types: t.parent_types.clone(),
+                unique_names: t.unique_names,
+                excluded_fields: t.excluded_fields.clone(),
+                install_rank: t.install_rank,
+                never_carried: t.never_carried,
+            })
+            .collect(),
+    }
+}
+
+/// Splits an export into messages of at most `budget` bytes of objects each; the first
+/// carries the warnings, revision and install order.
+pub fn export_chunks(export: Export, budget: usize) -> Vec<pb::ExportObjectsResponse> {
+    use prost::Message;
+    let mut chunks = vec![pb::ExportObjectsResponse {
+        warnings: export.warnings,
+        revision: export.revision,
+        install_order: export.install_order,
+        ..Default::default()
+    }];
+    let mut size = 0;
+    for o in &export.objects {
+        let o: pb::ConfigObject = o.into();
+        let len = o.encoded_len() + 8;
+        if size + len > budget && size > 0 {
+            chunks.push(pb::ExportObjectsResponse::default());
+            size = 0;
+        }
+        size += len;
+        chunks.last_mut().expect("one chunk exists").objects.push(o);
+    }
+    for r in &export.external_references {
+        let r: pb::ExternalReference = r.into();
+        let len = r.encoded_len() + 8;
+        if size + len > budget && size > 0 {
+            chunks.push(pb::ExportObjectsResponse::default());
+            size = 0;
+        }
+        size += len;
+        chunks.last_mut().expect("one chunk exists").external_references.push(r);
+    }
+    chunks
+}
+
+pub fn promotion_status_to_proto(s: PromotionStatus) -> pb::PromotionStatus {
+    match s {
+        PromotionStatus::ToBeValidated => pb::PromotionStatus::ToBeValidated,
+        PromotionStatus::Accepted => pb::PromotionStatus::Accepted,
+        PromotionStatus::Rejected => pb::PromotionStatus::Rejected,
+        PromotionStatus::Cancelled => pb::PromotionStatus::Cancelled,
+    }
+}
+
+pub fn promotion_to_proto(r: &PromotionRecord) -> pb::PromotionRequest {
+    pb::PromotionRequest {
+        id: r.id.clone(),
+        package_id: r.package_id.clone(),
+        package_version: r.package_version,
+        package_name: r.package_name.clone(),
+        source_environment: r.source_environment.clone(),
+        target_environment: r.target_environment.clone(),
+        organization: r.organization.clone(),
+        status: promotion_status_to_proto(r.status) as i32,
+        comment: r.comment.clone(),
+        requested_by: r.requested_by.clone(),
+        create_time: Some(timestamp(r.create_time)),
+        update_time: Some(timestamp(r.update_time)),
+        is_update: r.is_update,
+        decided_by: r.decided_by.clone(),
+        decision_comment: r.decision_comment.clone(),
+        installation_id: r.installation_id.clone(),
+        last_error: r.last_error.clone(),
+    }
+}

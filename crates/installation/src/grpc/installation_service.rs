@@ -1,0 +1,129 @@
+//! `promotion.v1.InstallationService`: pre-runs, installations and rollbacks.
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+use super::commands::ForEnvironment;
+use super::convert::{installation_to_proto, pre_run_to_proto, EntryPage};
+use super::{check_request_id, require_uuid};
+use crate::install::{create_installation, InstallRequest};
+use crate::installations::{get_installation, list_installations};
+use crate::pre_run::{create_pre_run, get_pre_run, PreRunRequest};
+use crate::rollback::rollback;
+use crate::state::State;
+use promotion_api::status::page;
+use promotion_api::v1 as pb;
+use promotion_core::cursor::{token, PageRequest};
+use promotion_core::identity::Permission;
+use promotion_serving::{caller, credentials};
+
+pub struct InstallationApi {
+    state: Arc<State>,
+}
+
+impl InstallationApi {
+    pub fn new(state: Arc<State>) -> Self {
+        InstallationApi { state }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::installation_service_server::InstallationService for InstallationApi {
+    async fn create_pre_run(&self, req: Request<pb::CreatePreRunRequest>) -> Result<Response<pb::PreRun>, Status> {
+        let caller = caller(&req)?;
+        let token = credentials(&req)?;
+        let ForEnvironment { environment, command } = ForEnvironment::<PreRunRequest>::try_from(req.into_inner())?;
+        let dest = self.state.authorize(&caller, &environment, Permission::InstallationWrite).await?;
+        let record = create_pre_run(&self.state, &caller, &token, &dest, command).await?;
+        Ok(Response::new(pre_run_to_proto(&record, EntryPage::default())))
+    }
+
+    async fn get_pre_run(&self, req: Request<pb::GetPreRunRequest>) -> Result<Response<pb::PreRun>, Status> {
+        let caller = caller(&req)?;
+        let req = req.into_inner();
+        require_uuid("id", &req.id)?;
+        let page = EntryPage::parse(req.entries_page_size, &req.entries_page_token)?;
+        let record = get_pre_run(&self.state, &caller, &req.id).await?;
+        self.state.authorize(&caller, &record.destination, Permission::InstallationRead).await?;
+        Ok(Response::new(pre_run_to_proto(&record, page)))
+    }
+
+    async fn create_installation(
+        &self,
+        req: Request<pb::CreateInstallationRequest>,
+    ) -> Result<Response<pb::Installation>, Status> {
+        let caller = caller(&req)?;
+        let token = credentials(&req)?;
+        let ForEnvironment { environment, command: request } =
+            ForEnvironment::<InstallRequest>::try_from(req.into_inner())?;
+        let dest = self.state.authorize(&caller, &environment, Permission::InstallationWrite).await?;
+        let package_id = request.package_id.clone();
+        match create_installation(&self.state, &caller, &token, &dest, request).await {
+            Ok(record) => Ok(Response::new(installation_to_proto(&record, EntryPage::default()))),
+            Err(e) => {
+                let failure = Status::from(e);
+                let code = promotion_api::status::domain_code(failure.code());
+                let reason = promotion_api::status::reason_of(&failure);
+                let event =
+                    crate::install::failure_event(&caller, &dest.id, &package_id, code, reason, failure.message());
+                self.state.audit_failure(event).await;
+                Err(failure)
+            }
+        }
+    }
+
+    async fn list_installations(
+        &self,
+        req: Request<pb::ListInstallationsRequest>,
+    ) -> Result<Response<pb::ListInstallationsResponse>, Status> {
+        let caller = caller(&req)?;
+        let req = req.into_inner();
+        let l = &self.state.config.limits;
+        let page_request =
+            PageRequest::parse(req.page_size, &req.page_token, l.default_page_size, l.max_page_size).map_err(page)?;
+        if !req.destination_environment.is_empty() {
+            self.state.authorize(&caller, &req.destination_environment, Permission::InstallationRead).await?;
+        }
+        let found =
+            list_installations(&self.state, &caller, &req.package_id, &req.destination_environment, &page_request)
+                .await
+                .map_err(|e| match e {
+                    crate::error::InstallError::Store(s)
+                        if s.kind == promotion_store::StoreErrorKind::Corrupt && page_request.after.is_some() =>
+                    {
+                        page(promotion_core::cursor::PageError::BadToken)
+                    }
+                    e => e.into(),
+                })?;
+        Ok(Response::new(pb::ListInstallationsResponse {
+            installations: found.items.iter().map(|r| installation_to_proto(r, EntryPage::NONE)).collect(),
+            next_page_token: token(found.next.as_ref()),
+        }))
+    }
+
+    async fn get_installation(
+        &self,
+        req: Request<pb::GetInstallationRequest>,
+    ) -> Result<Response<pb::Installation>, Status> {
+        let caller = caller(&req)?;
+        let req = req.into_inner();
+        require_uuid("id", &req.id)?;
+        let page = EntryPage::parse(req.entries_page_size, &req.entries_page_token)?;
+        let record = get_installation(&self.state, &caller, &req.id, true).await?;
+        self.state.authorize(&caller, &record.destination, Permission::InstallationRead).await?;
+        Ok(Response::new(installation_to_proto(&record, page)))
+    }
+
+    async fn rollback_installation(
+        &self,
+        req: Request<pb::RollbackInstallationRequest>,
+    ) -> Result<Response<pb::Installation>, Status> {
+        let caller = caller(&req)?;
+        let req = req.into_inner();
+        require_uuid("id", &req.id)?;
+        check_request_id(&req.request_id)?;
+        let record = get_installation(&self.state, &caller, &req.id, false).await?;
+        self.state.authorize(&caller, &record.destination, Permission::InstallationWrite).await?;
+        let record = rollback(&self.state, &caller, &req.id, req.force, &req.request_id).await?;
+        Ok(Response::new(installation_to_proto(&record, EntryPage::default())))
+    }
+}

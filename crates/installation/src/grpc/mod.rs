@@ -1,0 +1,79 @@
+//! gRPC handlers of the installation service: validate, convert, call the domain, map
+//! errors. Nothing here decides what a call means.
+pub mod commands;
+pub mod convert;
+pub mod environment_service;
+pub mod installation_service;
+pub mod package_client;
+pub mod promotion_service;
+pub mod status;
+
+use std::sync::Arc;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::server::Router;
+
+use crate::state::State;
+use promotion_api::status::bad_field;
+use promotion_api::v1 as pb;
+use tonic::Status;
+
+/// Adds InstallationService and PromotionService behind the token check.
+pub fn add_installation_services<I, L>(router: Router<L>, state: Arc<State>, authed: I, limit: usize) -> Router<L>
+where
+    I: tonic::service::Interceptor + Clone + Send + Sync + 'static,
+{
+    router
+        .add_service(InterceptedService::new(
+            pb::installation_service_server::InstallationServiceServer::new(
+                installation_service::InstallationApi::new(state.clone()),
+            )
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit),
+            authed.clone(),
+        ))
+        .add_service(InterceptedService::new(
+            pb::promotion_service_server::PromotionServiceServer::new(promotion_service::PromotionApi::new(state))
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit),
+            authed,
+        ))
+}
+
+/// A required UUID field (package, pre-run, installation, promotion request ids).
+pub fn require_uuid(field: &str, id: &str) -> Result<(), Status> {
+    if id.is_empty() {
+        return Err(bad_field("MISSING_FIELD", field, format!("{field} is required")));
+    }
+    if uuid::Uuid::parse_str(id).is_err() {
+        return Err(bad_field("INVALID_ID", field, format!("{field} {id:?} is not a UUID")));
+    }
+    Ok(())
+}
+
+/// An optional `request_id`: empty, or a UUID.
+pub fn check_request_id(id: &str) -> Result<(), Status> {
+    if !id.is_empty() && uuid::Uuid::parse_str(id).is_err() {
+        return Err(bad_field("INVALID_REQUEST_ID", "request_id", "request_id must be a UUID"));
+    }
+    Ok(())
+}
+
+/// The AuditService both services serve reads this service's own trail.
+#[tonic::async_trait]
+impl promotion_serving::audit_service::AuditHost for State {
+    fn directory(&self) -> &promotion_core::directory::Directory {
+        &self.directory
+    }
+
+    fn limits(&self) -> &promotion_core::config::Limits {
+        &self.config.limits
+    }
+
+    fn audit_table(&self) -> &dyn promotion_store::shared::AuditTable {
+        self.store.as_ref()
+    }
+
+    async fn audit_denied(&self, caller: &promotion_core::identity::Identity, denial: &promotion_core::AccessError) {
+        State::audit_denied(self, caller, denial).await
+    }
+}

@@ -1,0 +1,161 @@
+//! `promotion.v1.PromotionService`: promotion requests and approval tasks.
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+use super::commands::{check_comment, ForEnvironment, OnRequest};
+use super::convert::{promotion_status_to_proto, promotion_to_proto as to_proto};
+use super::{check_request_id, require_uuid};
+use crate::promotions::{self, Decision};
+use crate::refusal::Refusal;
+use crate::state::State;
+use promotion_api::status::{access, bad_field, page};
+use promotion_api::v1 as pb;
+use promotion_core::cursor::{token, PageRequest};
+use promotion_core::promotion::PromotionRecord;
+use promotion_core::AccessError;
+use promotion_serving::{caller, credentials};
+
+pub struct PromotionApi {
+    state: Arc<State>,
+}
+
+impl PromotionApi {
+    pub fn new(state: Arc<State>) -> Self {
+        PromotionApi { state }
+    }
+
+    fn page(&self, size: i32, token: &str) -> Result<PageRequest, Status> {
+        let l = &self.state.config.limits;
+        PageRequest::parse(size, token, l.default_page_size, l.max_page_size).map_err(page)
+    }
+}
+
+#[tonic::async_trait]
+impl pb::promotion_service_server::PromotionService for PromotionApi {
+    async fn request_promotion(
+        &self,
+        req: Request<pb::RequestPromotionRequest>,
+    ) -> Result<Response<pb::PromotionRequest>, Status> {
+        let caller = caller(&req)?;
+        let token = credentials(&req)?;
+        let ForEnvironment { environment, command } =
+            ForEnvironment::<promotions::Request>::try_from(req.into_inner())?;
+        // The requester needs no role on the target: visibility and hosting are enough.
+        let target = self
+            .state
+            .directory
+            .visible(&caller, &environment)
+            .ok_or_else(|| access(AccessError::EnvironmentNotFound(environment.clone())))?;
+        if !self.state.is_hosted(&target.id) {
+            return Err(Refusal::NotHosted {
+                environment: target.id.clone(),
+                installation_service: target.installation_service.clone(),
+            }
+            .into());
+        }
+        let record = promotions::request(&self.state, &caller, &token, &target, command).await?;
+        Ok(Response::new(to_proto(&record)))
+    }
+
+    async fn list_promotion_tasks(
+        &self,
+        req: Request<pb::ListPromotionTasksRequest>,
+    ) -> Result<Response<pb::ListPromotionTasksResponse>, Status> {
+        let caller = caller(&req)?;
+        let page = self.page(req.get_ref().page_size, &req.get_ref().page_token)?;
+        let found =
+            promotions::list(&self.state, &caller, |_| true, true, &page).await.map_err(|e| bad_token(e, &page))?;
+        Ok(Response::new(pb::ListPromotionTasksResponse {
+            promotion_requests: found.items.iter().map(to_proto).collect(),
+            next_page_token: token(found.next.as_ref()),
+        }))
+    }
+
+    async fn list_promotion_requests(
+        &self,
+        req: Request<pb::ListPromotionRequestsRequest>,
+    ) -> Result<Response<pb::ListPromotionRequestsResponse>, Status> {
+        let caller = caller(&req)?;
+        let req = req.into_inner();
+        let page = self.page(req.page_size, &req.page_token)?;
+        if !req.environment.is_empty() && self.state.directory.visible(&caller, &req.environment).is_none() {
+            return Err(access(AccessError::EnvironmentNotFound(req.environment.clone())));
+        }
+        let wanted = match pb::PromotionStatus::try_from(req.status) {
+            Ok(pb::PromotionStatus::Unspecified) => None,
+            Ok(s) => Some(s),
+            Err(_) => return Err(bad_field("INVALID_STATUS", "status", format!("unknown status {}", req.status))),
+        };
+        let filter = |r: &PromotionRecord| {
+            (req.environment.is_empty()
+                || r.target_environment == req.environment
+                || r.source_environment == req.environment)
+                && (req.package_id.is_empty() || r.package_id == req.package_id)
+                && wanted.is_none_or(|s| promotion_status_to_proto(r.status) == s)
+        };
+        let found =
+            promotions::list(&self.state, &caller, filter, false, &page).await.map_err(|e| bad_token(e, &page))?;
+        Ok(Response::new(pb::ListPromotionRequestsResponse {
+            promotion_requests: found.items.iter().map(to_proto).collect(),
+            next_page_token: token(found.next.as_ref()),
+        }))
+    }
+
+    async fn get_promotion_request(
+        &self,
+        req: Request<pb::GetPromotionRequestRequest>,
+    ) -> Result<Response<pb::PromotionRequest>, Status> {
+        let caller = caller(&req)?;
+        require_uuid("id", &req.get_ref().id)?;
+        Ok(Response::new(to_proto(&promotions::get(&self.state, &caller, &req.get_ref().id).await?)))
+    }
+
+    async fn accept_promotion_request(
+        &self,
+        req: Request<pb::AcceptPromotionRequestRequest>,
+    ) -> Result<Response<pb::PromotionRequest>, Status> {
+        let caller = caller(&req)?;
+        let token = credentials(&req)?;
+        let OnRequest { id, command } = OnRequest::<Decision>::try_from(req.into_inner())?;
+        let record = promotions::accept(&self.state, &caller, &token, &id, command).await?;
+        Ok(Response::new(to_proto(&record)))
+    }
+
+    async fn reject_promotion_request(
+        &self,
+        req: Request<pb::RejectPromotionRequestRequest>,
+    ) -> Result<Response<pb::PromotionRequest>, Status> {
+        let caller = caller(&req)?;
+        let req = req.into_inner();
+        require_uuid("id", &req.id)?;
+        check_request_id(&req.request_id)?;
+        check_comment(&req.comment)?;
+        let record = promotions::close(&self.state, &caller, &req.id, false, req.comment, &req.request_id).await?;
+        Ok(Response::new(to_proto(&record)))
+    }
+
+    async fn cancel_promotion_request(
+        &self,
+        req: Request<pb::CancelPromotionRequestRequest>,
+    ) -> Result<Response<pb::PromotionRequest>, Status> {
+        let caller = caller(&req)?;
+        let req = req.into_inner();
+        require_uuid("id", &req.id)?;
+        check_request_id(&req.request_id)?;
+        check_comment(&req.comment)?;
+        let record = promotions::close(&self.state, &caller, &req.id, true, req.comment, &req.request_id).await?;
+        Ok(Response::new(to_proto(&record)))
+    }
+}
+
+/// A page position this listing did not produce is a bad token, not a store failure.
+fn bad_token(e: promotions::PromotionError, page_request: &PageRequest) -> Status {
+    match e {
+        promotions::PromotionError::Store(s)
+            if s.kind == promotion_store::StoreErrorKind::Corrupt && page_request.after.is_some() =>
+        {
+            page(promotion_core::cursor::PageError::BadToken)
+        }
+        e => e.into(),
+    }
+}

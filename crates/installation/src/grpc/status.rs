@@ -1,0 +1,164 @@
+//! The installation service's one error map: every environment, installation and
+//! promotion error as a status with ErrorInfo.
+use tonic::{Code, Status};
+
+use crate::environments::EnvError;
+use crate::error::InstallError;
+use crate::promotions::PromotionError;
+use crate::refusal::Refusal;
+use promotion_api::status::{access, status, store_failure, upstream};
+use promotion_core::promotion::PromotionStatus;
+
+impl From<Refusal> for Status {
+    fn from(r: Refusal) -> Status {
+        match r {
+            Refusal::Access(e) => access(e),
+            Refusal::NotHosted { environment, installation_service } => status(
+                Code::FailedPrecondition,
+                "ENVIRONMENT_NOT_HOSTED",
+                format!("environment {environment} is hosted by the installation service at {installation_service}"),
+                [("environment", environment), ("installation_service", installation_service)],
+            ),
+        }
+    }
+}
+
+impl From<EnvError> for Status {
+    fn from(e: EnvError) -> Status {
+        let message = e.to_string();
+        match e {
+            EnvError::EnvironmentNotFound(id) => {
+                status(Code::NotFound, "ENVIRONMENT_NOT_FOUND", message, [("environment", id)])
+            }
+            EnvError::ObjectNotFound(k) => {
+                status(Code::NotFound, "OBJECT_NOT_FOUND", message, [("obj_code", k.obj_code), ("id", k.id)])
+            }
+            EnvError::Invalid { reason, field, .. } => {
+                status(Code::InvalidArgument, reason, message, [("field", field)])
+            }
+            EnvError::Conflict { reason, objects, .. } => {
+                status(Code::FailedPrecondition, reason, message, [("objects", objects.join(","))])
+            }
+            EnvError::TooLarge { field, .. } => {
+                status(Code::ResourceExhausted, "LIMIT_EXCEEDED", message, [("field", field)])
+            }
+            EnvError::Refused(r) => r.into(),
+            EnvError::Store(e) => store_failure(e.is_unavailable(), &e.message),
+        }
+    }
+}
+
+impl From<InstallError> for Status {
+    fn from(e: InstallError) -> Status {
+        let list = |items: &[String]| items.join("; ");
+        match e {
+            InstallError::Refused(r) => r.into(),
+            InstallError::Upstream(e) => upstream(e),
+            InstallError::Invalid { reason, field, message } => {
+                status(Code::InvalidArgument, reason, message, [("field", field)])
+            }
+            InstallError::NotInstallable { status: s, kind } => status(
+                Code::FailedPrecondition,
+                "PACKAGE_NOT_INSTALLABLE",
+                format!("a {s} package cannot be installed into a {kind:?} environment (PREVIEW: sandboxes only; PUBLIC: anywhere)"),
+                [("status", s.to_string()), ("kind", format!("{kind:?}").to_uppercase())],
+            ),
+            InstallError::CrossOrganization => status(
+                Code::FailedPrecondition,
+                "CROSS_ORGANIZATION",
+                "packages never cross organizations",
+                [],
+            ),
+            InstallError::PreRunNotFound(id) => {
+                status(Code::NotFound, "PRE_RUN_NOT_FOUND", format!("pre-run {id} not found"), [("pre_run_id", id)])
+            }
+            InstallError::InstallationNotFound(id) => {
+                status(Code::NotFound, "INSTALLATION_NOT_FOUND", format!("installation {id} not found"), [("id", id)])
+            }
+            InstallError::PreRunMismatch(m) => status(Code::InvalidArgument, "PRE_RUN_MISMATCH", m, [("field", "pre_run_id".into())]),
+            InstallError::PreRunExpired(id) => status(
+                Code::FailedPrecondition,
+                "PRE_RUN_EXPIRED",
+                format!("pre-run {id} has expired; run a new one"),
+                [("pre_run_id", id)],
+            ),
+            InstallError::PreRunStale(items) => status(
+                Code::Aborted,
+                "PRE_RUN_STALE",
+                format!("the destination or package changed since the pre-run; nothing was written: {}", list(&items)),
+                [("entries", list(&items))],
+            ),
+            InstallError::InvalidTranslationMap(items) => status(
+                Code::FailedPrecondition,
+                "INVALID_TRANSLATION_MAP",
+                format!("the translation map has invalid entries; nothing was written: {}", list(&items)),
+                [("entries", list(&items))],
+            ),
+            InstallError::ObjectsModified(items) => status(
+                Code::FailedPrecondition,
+                "OBJECTS_MODIFIED_SINCE_INSTALL",
+                format!("objects changed since the installation (roll back with force to discard those changes): {}", list(&items)),
+                [("objects", list(&items))],
+            ),
+            InstallError::InvalidState { reason, message } => status(Code::FailedPrecondition, reason, message, []),
+            InstallError::NoPackageService => status(
+                Code::FailedPrecondition,
+                "NO_PACKAGE_SERVICE",
+                "this installation service has no package_service configured",
+                [],
+            ),
+            InstallError::Store(e) => store_failure(e.is_unavailable(), &e.message),
+        }
+    }
+}
+
+impl From<PromotionError> for Status {
+    fn from(e: PromotionError) -> Status {
+        match e {
+            PromotionError::Install(e) => e.into(),
+            PromotionError::NotFound(id) => {
+                status(Code::NotFound, "PROMOTION_REQUEST_NOT_FOUND", format!("promotion request {id} not found"), [("id", id)])
+            }
+            PromotionError::VersionNotFound { package_id, version } => status(
+                Code::NotFound,
+                "VERSION_NOT_FOUND",
+                format!("package {package_id} has no version {version}"),
+                [("package_id", package_id), ("version", version.to_string())],
+            ),
+            PromotionError::SameEnvironment(env) => status(
+                Code::FailedPrecondition,
+                "SAME_ENVIRONMENT",
+                format!("the package comes from {env}; promote it into another environment"),
+                [("target_environment", env)],
+            ),
+            PromotionError::AlreadyInProgress { existing } => status(
+                Code::AlreadyExists,
+                "PROMOTION_ALREADY_IN_PROGRESS",
+                format!("promotion request {existing} for this package and target is still pending; wait until it is accepted, rejected or cancelled"),
+                [("existing_request", existing)],
+            ),
+            PromotionError::NotPending { id, status: s } => status(
+                Code::FailedPrecondition,
+                "PROMOTION_NOT_PENDING",
+                format!("promotion request {id} is {} and can no longer change", status_name(s)),
+                [("id", id), ("status", status_name(s).into())],
+            ),
+            PromotionError::NotRequester(requester) => status(
+                Code::PermissionDenied,
+                "NOT_REQUESTER",
+                format!("only the requester ({requester}) can cancel a promotion request"),
+                [("requested_by", requester)],
+            ),
+            PromotionError::Store(e) => store_failure(e.is_unavailable(), &e.message),
+        }
+    }
+}
+
+fn status_name(s: PromotionStatus) -> &'static str {
+    match s {
+        PromotionStatus::ToBeValidated => "TO_BE_VALIDATED",
+        PromotionStatus::Accepted => "ACCEPTED",
+        PromotionStatus::Rejected => "REJECTED",
+        PromotionStatus::Cancelled => "CANCELLED",
+    }
+}

@@ -1,0 +1,31 @@
+//! The installation service: the configuration registry of its hosted environments,
+//! pre-runs, installations, rollbacks and promotion requests. Domain modules know no
+//! transport; `grpc` holds the handlers, their conversions, the one error map and the
+//! package service client behind the `PackageSource` port.
+pub mod apply;
+pub mod environments;
+pub mod error;
+pub mod fetch;
+pub mod grpc;
+pub mod idempotency;
+pub mod install;
+pub mod installations;
+pub mod outbox;
+pub mod package_source;
+pub mod plan;
+pub mod pre_run;
+pub mod promotions;
+pub mod recovery;
+pub mod refusal;
+pub mod rollback;
+pub mod server;
+pub mod state;
+
+#[cfg(test)]
+mod export_tests;
+#[cfg(test)]
+mod plan_tests;
+#[cfg(test)]
+mod testing;
+
+pub use state::State;

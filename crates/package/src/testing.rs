@@ -1,0 +1,72 @@
+//! Test fixtures: package-service state over the memory store and the sled store alike,
+//! with an object source that is never reached (tests hand extraction results in).
+use async_trait::async_trait;
+use std::sync::Arc;
+
+use promotion_core::config::{Config, ServiceKind};
+use promotion_core::directory::{Directory, EnvironmentInfo};
+use promotion_core::identity::Credentials;
+use promotion_core::objects::ObjectCollection;
+use promotion_core::tokens::TokenSigner;
+
+use crate::source::{Exported, ObjectSource};
+use crate::State;
+
+const CONFIG: &str = r#"
+listen = "127.0.0.1:1"
+data_dir = "/nonexistent"
+[auth]
+signing_key = "package-tests-signing-key-0123456789abcdef"
+[[organizations]]
+id = "acme"
+catalog = "workfront"
+[[environments]]
+id = "dev"
+organization = "acme"
+kind = "sandbox"
+installation_service = "http://127.0.0.1:9"
+[[clients]]
+id = "alice"
+secret_hash = "$argon2id$v=19$m=19456,t=2,p=1$fdlt1y8f3/DpLAoxw+4N6w$OQ2QnZhpvAUkUe4UB3M4zdsnvqG+OJU6dIn9PYSgA/w"
+organization = "acme"
+bindings = [{ role = "publisher", environment = "dev" }]
+"#;
+
+struct Unreachable;
+
+#[async_trait]
+impl ObjectSource for Unreachable {
+    async fn export(
+        &self,
+        _: &EnvironmentInfo,
+        _: &[ObjectCollection],
+        _: Option<&Credentials>,
+        _: usize,
+    ) -> Result<Exported, String> {
+        Err("no object source in these tests".into())
+    }
+}
+
+/// One state under test, and what keeps its store alive.
+pub struct Fixture {
+    pub state: State,
+    _dir: Option<tempfile::TempDir>,
+}
+
+fn state(store: Arc<dyn promotion_store::PackageStore>) -> State {
+    let config: Config = toml::from_str(CONFIG).expect("the test configuration parses");
+    let catalogs = config.validate(ServiceKind::Package).expect("the test configuration is valid");
+    let directory = Directory::from_config(&config, &catalogs);
+    let signer = Arc::new(TokenSigner::new(config.auth.signing_key.as_bytes(), &config.auth.issuer));
+    State::new(config, directory, store, signer, Arc::new(Unreachable))
+}
+
+/// The same state on both store implementations.
+pub fn states() -> [Fixture; 2] {
+    let dir = tempfile::tempdir().unwrap();
+    let sled = promotion_store::open_package_store(dir.path()).unwrap();
+    [
+        Fixture { state: state(promotion_store::memory_package_store()), _dir: None },
+        Fixture { state: state(sled), _dir: Some(dir) },
+    ]
+}

@@ -1,0 +1,215 @@
+//! Plumbing every gRPC server here shares: token verification and the caller's identity,
+//! health and reflection, logging, metrics and the admin port, the AuditService both
+//! services serve, and shutdown on SIGINT/SIGTERM.
+pub mod audit_service;
+pub mod metrics;
+
+use std::sync::Arc;
+use tonic::{metadata::MetadataMap, Code, Request, Status};
+
+use promotion_api::status::status;
+use promotion_core::config::LogFormat;
+use promotion_core::identity::{Credentials, Identity};
+use promotion_core::tokens::{TokenError, TokenSigner};
+
+/// Verifies the bearer token in `metadata`.
+pub fn authenticate(signer: &TokenSigner, metadata: &MetadataMap) -> Result<Identity, Status> {
+    let Some(header) = metadata.get("authorization") else {
+        return Err(status(
+            Code::Unauthenticated,
+            "TOKEN_MISSING",
+            "missing bearer token: send `authorization: Bearer <token>` (AuthService/IssueToken issues one)",
+            [],
+        ));
+    };
+    let token =
+        header.to_str().ok().and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer "))).ok_or_else(
+            || status(Code::Unauthenticated, "TOKEN_MALFORMED", "the authorization header is not `Bearer <token>`", []),
+        )?;
+    signer.verify(token.trim(), chrono::Utc::now()).map_err(|e| {
+        let reason = match e {
+            TokenError::Expired => "TOKEN_EXPIRED",
+            TokenError::BadSignature | TokenError::WrongIssuer => "TOKEN_INVALID",
+            TokenError::Malformed => "TOKEN_MALFORMED",
+        };
+        status(Code::Unauthenticated, reason, e.to_string(), [])
+    })
+}
+
+/// A tonic interceptor that rejects calls without a valid token and hands the caller's
+/// identity to the handler through the request extensions.
+pub fn auth_interceptor(signer: Arc<TokenSigner>) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone {
+    move |mut req: Request<()>| {
+        let identity = authenticate(&signer, req.metadata())?;
+        req.extensions_mut().insert(identity);
+        Ok(req)
+    }
+}
+
+/// The caller's identity, put there by [`auth_interceptor`].
+pub fn caller<T>(req: &Request<T>) -> Result<Identity, Status> {
+    req.extensions()
+        .get::<Identity>()
+        .cloned()
+        .ok_or_else(|| status(Code::Unauthenticated, "TOKEN_MISSING", "missing bearer token", []))
+}
+
+/// The caller's bearer token, forwarded when this service calls the other on the
+/// caller's behalf.
+pub fn credentials<T>(req: &Request<T>) -> Result<Credentials, Status> {
+    req.metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+        .map(|t| Credentials::bearer(t.trim()))
+        .ok_or_else(|| status(Code::Unauthenticated, "TOKEN_MISSING", "missing bearer token", []))
+}
+
+/// Reflection v1 and v1alpha (grpcurl 1.8 speaks only v1alpha), advertising exactly the
+/// services this server serves, with our contracts, the health service's and the
+/// google.rpc error details (so grpcurl can print ErrorInfo).
+pub fn reflection(
+    services: &[&str],
+) -> (
+    tonic_reflection::server::v1::ServerReflectionServer<impl tonic_reflection::server::v1::ServerReflection>,
+    tonic_reflection::server::v1alpha::ServerReflectionServer<impl tonic_reflection::server::v1alpha::ServerReflection>,
+) {
+    let builder = || {
+        let mut b = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(promotion_api::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name("grpc.health.v1.Health");
+        for s in services {
+            b = b.with_service_name(*s);
+        }
+        b
+    };
+    let v1 = builder().build_v1().expect("the descriptor sets are valid");
+    let v1alpha = builder().build_v1alpha().expect("the descriptor sets are valid");
+    (v1, v1alpha)
+}
+
+/// Installs the global tracing subscriber once (text or JSON), filtered by RUST_LOG.
+pub fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sled=warn,h2=warn,tower=warn,hyper=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler installs");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutdown signal received; draining calls");
+}
+
+/// A log span per call carrying the method and the caller's request id, if any.
+pub fn request_span(req: &http::Request<()>) -> tracing::Span {
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    tracing::info_span!("rpc", method = %req.uri().path(), request_id = %request_id)
+}
+
+/// Health of a server's services: NOT_SERVING until [`Health::serving`] and again from
+/// the moment shutdown starts.
+#[derive(Clone)]
+pub struct Health {
+    reporter: tonic_health::server::HealthReporter,
+    names: Vec<&'static str>,
+}
+
+impl Health {
+    pub async fn new(
+        names: Vec<&'static str>,
+    ) -> (Health, tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>) {
+        let (reporter, service) = tonic_health::server::health_reporter();
+        let health = Health { reporter, names };
+        health.set(tonic_health::ServingStatus::NotServing).await;
+        (health, service)
+    }
+
+    async fn set(&self, status: tonic_health::ServingStatus) {
+        self.reporter.set_service_status("", status).await;
+        for name in &self.names {
+            self.reporter.set_service_status(*name, status).await;
+        }
+    }
+
+    pub async fn serving(&self) {
+        self.set(tonic_health::ServingStatus::Serving).await;
+    }
+
+    pub async fn not_serving(&self) {
+        self.set(tonic_health::ServingStatus::NotServing).await;
+    }
+}
+
+/// A server builder with the settings every service here uses, counting every call in
+/// the process's metrics.
+pub fn server_builder() -> metrics::MeteredServer {
+    tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .tcp_nodelay(true)
+        .layer(metrics::layer())
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then reports NOT_SERVING and
+/// drains in-flight calls.
+pub async fn serve(
+    router: metrics::MeteredRouter,
+    listener: tokio::net::TcpListener,
+    health: Health,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    // Our own listener (bound before the store opens) loses the builder's socket options:
+    // without TCP_NODELAY every small response waits out Nagle + delayed ACK (~40 ms).
+    let incoming = tonic::transport::server::TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(std::time::Duration::from_secs(60)));
+    let (draining, drain_started) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        shutdown.await;
+        health.not_serving().await;
+        let _ = draining.send(());
+    };
+    let server = router.serve_with_incoming_shutdown(incoming, signal);
+    tokio::pin!(server);
+    // A client that never lets its connection go must not hold shutdown hostage.
+    let grace_over = async move {
+        if drain_started.await.is_ok() {
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        result = &mut server => result,
+        _ = grace_over => {
+            tracing::warn!(grace = ?SHUTDOWN_GRACE, "calls still open after the shutdown grace period; closing them");
+            Ok(())
+        }
+    }
+}
+
+/// How long shutdown waits for in-flight calls and open connections to finish.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);

@@ -1,0 +1,53 @@
+//! Storage behind traits. Each service's tables are typed traits (`installation`,
+//! `package`, and the `shared` audit and idempotency tables); every key, prefix and codec
+//! lives in this crate. Two implementations run on an ordered key-value engine: sled on
+//! disk (the embedded default: one process per data directory) and memory (domain tests).
+//! Writes are atomic and durable before they return; a commit too large for one engine
+//! batch goes through a journal that start-up rolls back after a crash.
+mod codec;
+mod engine;
+pub mod error;
+pub mod installation;
+mod journal;
+mod kv_installation;
+mod kv_package;
+pub mod locks;
+pub mod package;
+pub mod shared;
+
+use std::path::Path;
+use std::sync::Arc;
+
+pub use error::{Result, StoreError, StoreErrorKind};
+pub use installation::InstallationStore;
+pub use package::PackageStore;
+
+/// sled's page cache per database.
+pub const DEFAULT_CACHE_BYTES: u64 = 128 * 1024 * 1024;
+
+/// The installation service's store in `dir` (sled).
+pub fn open_installation_store(dir: &Path) -> Result<Arc<dyn InstallationStore>> {
+    let engine = engine::SledEngine::open(&dir.join("installation.sled"), DEFAULT_CACHE_BYTES)?;
+    let store = kv_installation::KvInstallationStore::open(Arc::new(engine))?;
+    Ok(Arc::new(kv_installation::SharedKvInstallationStore(Arc::new(store))))
+}
+
+/// An installation store in memory, for tests.
+pub fn memory_installation_store() -> Arc<dyn InstallationStore> {
+    let store = kv_installation::KvInstallationStore::open(Arc::new(engine::MemoryEngine::default()))
+        .expect("an empty memory engine has nothing to recover");
+    Arc::new(kv_installation::SharedKvInstallationStore(Arc::new(store)))
+}
+
+/// The package service's store in `dir` (sled).
+pub fn open_package_store(dir: &Path) -> Result<Arc<dyn PackageStore>> {
+    let engine = engine::SledEngine::open(&dir.join("package.sled"), DEFAULT_CACHE_BYTES)?;
+    Ok(Arc::new(kv_package::SharedKvPackageStore(kv_package::KvPackageStore::open(Arc::new(engine))?)))
+}
+
+/// A package store in memory, for tests.
+pub fn memory_package_store() -> Arc<dyn PackageStore> {
+    let store = kv_package::KvPackageStore::open(Arc::new(engine::MemoryEngine::default()))
+        .expect("an empty memory engine has nothing to recover");
+    Arc::new(kv_package::SharedKvPackageStore(store))
+}

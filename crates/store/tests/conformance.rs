@@ -1,0 +1,250 @@
+//! One suite every implementation of the storage traits passes: objects with their
+//! indexes, counts and revisions; atomic commits however large; records and their
+//! indexes; listings that resume where they stopped. New backends join `installation_stores`.
+use std::sync::Arc;
+
+use chrono::Utc;
+use promotion_core::audit::{AuditEvent, AuditFilter};
+use promotion_core::cursor::PageRequest;
+use promotion_core::identity::Identity;
+use promotion_core::objects::{ConfigObject, ObjectKey, Reference};
+use promotion_core::promotion::{PromotionRecord, PromotionStatus};
+use promotion_core::records::{InstallationRecord, InstallationStatus};
+use promotion_store::installation::{EnvWrite, InstallationFilter, ObjectQuery, Record};
+use promotion_store::shared::{IdempotencyRecord, RequestKey};
+use promotion_store::InstallationStore;
+
+struct Backend {
+    name: &'static str,
+    store: Arc<dyn InstallationStore>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+fn installation_stores() -> Vec<Backend> {
+    let dir = tempfile::tempdir().unwrap();
+    let sled = promotion_store::open_installation_store(dir.path()).unwrap();
+    vec![
+        Backend { name: "memory", store: promotion_store::memory_installation_store(), _dir: None },
+        Backend { name: "sled", store: sled, _dir: Some(dir) },
+    ]
+}
+
+fn obj(code: &str, n: u32, name: &str) -> ConfigObject {
+    ConfigObject {
+        obj_code: code.into(),
+        id: format!("{n:032x}"),
+        name: name.into(),
+        fields: Default::default(),
+        parent: None,
+        references: vec![],
+        revision: 0,
+        update_time: None,
+    }
+}
+
+async fn commit(store: &dyn InstallationStore, env: &str, write: EnvWrite) -> u64 {
+    store.lock(env).await.unwrap().commit(write).await.unwrap().revision
+}
+
+fn all() -> PageRequest {
+    PageRequest::first(10_000)
+}
+
+#[tokio::test]
+async fn writes_maintain_indexes_counts_and_revisions() {
+    for b in installation_stores() {
+        let s = b.store.as_ref();
+        let group = obj("GROUP", 1, "Ops");
+        let mut task = obj("TTSK", 2, "Kick-off");
+        task.parent = Some(ObjectKey::new("TMPL", format!("{:032x}", 3)));
+        task.references.push(Reference {
+            field: "group".into(),
+            obj_code: "GROUP".into(),
+            id: group.id.clone(),
+            optional: false,
+        });
+        let rev = commit(s, "dev", EnvWrite { upserts: vec![group.clone(), task.clone()], ..Default::default() }).await;
+        assert_eq!(rev, 1, "{}", b.name);
+        assert_eq!(s.ids_named("dev", "GROUP", "Ops").await.unwrap(), vec![group.id.clone()], "{}", b.name);
+        assert_eq!(s.referrers("dev", &group.id).await.unwrap(), vec![task.key()], "{}", b.name);
+        assert_eq!(s.children("dev", &format!("{:032x}", 3)).await.unwrap(), vec![task.key()], "{}", b.name);
+        let stored = s.get_by_id("dev", &task.id).await.unwrap().unwrap();
+        assert_eq!((stored.name.as_str(), stored.revision), ("Kick-off", 1), "{}", b.name);
+        assert!(stored.update_time.is_some(), "{}", b.name);
+
+        // Renaming moves the name index; deleting removes every index entry.
+        let write =
+            EnvWrite { upserts: vec![obj("GROUP", 1, "Operations")], deletes: vec![task.key()], ..Default::default() };
+        assert_eq!(commit(s, "dev", write).await, 2, "{}", b.name);
+        assert!(s.ids_named("dev", "GROUP", "Ops").await.unwrap().is_empty(), "{}", b.name);
+        assert!(s.referrers("dev", &group.id).await.unwrap().is_empty(), "{}", b.name);
+        assert!(s.get_by_id("dev", &task.id).await.unwrap().is_none(), "{}", b.name);
+        let state = s.env_state("dev").await.unwrap();
+        assert_eq!((state.counts.get("GROUP"), state.counts.get("TTSK")), (Some(&1), None), "{}", b.name);
+        assert_eq!(s.env_state("qa").await.unwrap().revision, 0, "{}", b.name);
+
+        // Restores put a version back exactly as it was, revision included.
+        let restore = EnvWrite { restores: vec![stored.clone()], ..Default::default() };
+        commit(s, "dev", restore).await;
+        assert_eq!(s.get("dev", &task.key()).await.unwrap(), Some(stored), "{}", b.name);
+    }
+}
+
+#[tokio::test]
+async fn a_commit_too_large_for_one_batch_is_whole() {
+    for b in installation_stores() {
+        let s = b.store.as_ref();
+        let objects: Vec<ConfigObject> = (0..8_000).map(|n| obj("ROLE", n + 1, &format!("Role {n}"))).collect();
+        commit(s, "qa", EnvWrite { upserts: objects, ..Default::default() }).await;
+        assert_eq!(s.env_state("qa").await.unwrap().counts["ROLE"], 8_000, "{}", b.name);
+        let page = s.list_objects("qa", &ObjectQuery { obj_code: "ROLE".into(), ..Default::default() }, &all()).await;
+        assert_eq!(page.unwrap().items.len(), 8_000, "{}", b.name);
+    }
+}
+
+#[tokio::test]
+async fn object_listings_filter_and_resume_where_they_stopped() {
+    for b in installation_stores() {
+        let s = b.store.as_ref();
+        let objects: Vec<ConfigObject> =
+            (1..=7).map(|n| obj("ROLE", n, if n % 2 == 0 { "Even" } else { "Odd" })).collect();
+        commit(s, "dev", EnvWrite { upserts: objects, ..Default::default() }).await;
+        let query = ObjectQuery { obj_code: "ROLE".into(), name_prefix: "Od".into(), ..Default::default() };
+        let mut page = PageRequest::first(3);
+        let mut seen = Vec::new();
+        loop {
+            let found = s.list_objects("dev", &query, &page).await.unwrap();
+            seen.extend(found.items.into_iter().map(|o| o.id));
+            match found.next {
+                Some(next) => page.after = Some(next),
+                None => break,
+            }
+        }
+        let odd: Vec<String> = [1, 3, 5, 7].iter().map(|n| format!("{n:032x}")).collect();
+        assert_eq!(seen, odd, "{}", b.name);
+        let foreign = PageRequest { size: 3, after: Some(promotion_core::cursor::Position::from_bytes(b"x".to_vec())) };
+        assert!(s.list_objects("dev", &query, &foreign).await.is_err(), "{}: a foreign position is refused", b.name);
+    }
+}
+
+fn installation(id: u128, package: &str, destination: &str, status: InstallationStatus) -> InstallationRecord {
+    InstallationRecord {
+        id: uuid::Uuid::from_u128(id).to_string(),
+        organization: "acme".into(),
+        package_id: package.into(),
+        package_version: 1,
+        source_environment: "dev".into(),
+        destination: destination.into(),
+        pre_run_id: String::new(),
+        status,
+        plan: Default::default(),
+        statuses: vec![],
+        summary: Default::default(),
+        entry_count: 0,
+        create_time: Utc::now(),
+        finish_time: None,
+        created_by: "bob".into(),
+        failure_reason: String::new(),
+        prune_children: false,
+        destination_revision: 1,
+        rollback_time: None,
+        rolled_back_by: String::new(),
+    }
+}
+
+#[tokio::test]
+async fn installation_records_list_newest_first_by_filter_and_resume() {
+    for b in installation_stores() {
+        let s = b.store.as_ref();
+        let records: Vec<Record> = (1..=6u128)
+            .map(|n| {
+                let dest = if n % 2 == 0 { "qa" } else { "prod" };
+                let status = if n == 5 { InstallationStatus::Installing } else { InstallationStatus::Installed };
+                Record::Installation {
+                    record: Box::new(installation(n, "p1", dest, status)),
+                    with_plan: true,
+                    undo: None,
+                }
+            })
+            .collect();
+        s.append(records).await.unwrap();
+        let filter = InstallationFilter { organization: "acme".into(), destination: "qa".into(), ..Default::default() };
+        let visible = |_: &InstallationRecord| true;
+        let first = s.list_installations(&filter, &visible, &PageRequest::first(2)).await.unwrap();
+        let ids: Vec<u128> = first.items.iter().map(|r| uuid::Uuid::parse_str(&r.id).unwrap().as_u128()).collect();
+        assert_eq!(ids, vec![6, 4], "{}", b.name);
+        let rest = s.list_installations(&filter, &visible, &PageRequest { size: 2, after: first.next }).await.unwrap();
+        assert_eq!(rest.items.len(), 1, "{}", b.name);
+        assert!(rest.next.is_none(), "{}", b.name);
+        assert_eq!(s.unfinished_installations().await.unwrap().len(), 1, "{}", b.name);
+        assert!(s.installed_before("p1", "qa").await.unwrap(), "{}", b.name);
+        assert!(!s.installed_before("p2", "qa").await.unwrap(), "{}", b.name);
+    }
+}
+
+fn promotion(id: u128, status: PromotionStatus) -> PromotionRecord {
+    PromotionRecord {
+        id: uuid::Uuid::from_u128(id).to_string(),
+        organization: "acme".into(),
+        package_id: "p1".into(),
+        package_version: 1,
+        package_name: "Package".into(),
+        source_environment: "dev".into(),
+        target_environment: "qa".into(),
+        status,
+        comment: String::new(),
+        requested_by: "alice".into(),
+        create_time: Utc::now(),
+        update_time: Utc::now(),
+        is_update: false,
+        decided_by: String::new(),
+        decision_comment: String::new(),
+        installation_id: String::new(),
+        last_error: String::new(),
+    }
+}
+
+#[tokio::test]
+async fn the_pending_index_follows_a_request_status() {
+    for b in installation_stores() {
+        let s = b.store.as_ref();
+        s.append(vec![Record::Promotion(Box::new(promotion(1, PromotionStatus::ToBeValidated)))]).await.unwrap();
+        let pending = s.pending_promotion("qa", "p1").await.unwrap();
+        assert_eq!(pending, Some(uuid::Uuid::from_u128(1).to_string()), "{}", b.name);
+        s.append(vec![Record::Promotion(Box::new(promotion(1, PromotionStatus::Rejected)))]).await.unwrap();
+        assert_eq!(s.pending_promotion("qa", "p1").await.unwrap(), None, "{}", b.name);
+        let all_visible = |_: &PromotionRecord| true;
+        let page = s.list_promotions("acme", &all_visible, &all()).await.unwrap();
+        assert_eq!(page.items.len(), 1, "{}", b.name);
+        assert!(s.list_promotions("globex", &all_visible, &all()).await.unwrap().items.is_empty(), "{}", b.name);
+    }
+}
+
+#[tokio::test]
+async fn idempotency_and_audit_records_read_back() {
+    for b in installation_stores() {
+        let s = b.store.as_ref();
+        let key = RequestKey { organization: "acme".into(), subject: "bob".into(), request_id: "r1".into() };
+        let record = IdempotencyRecord {
+            key: key.clone(),
+            method: "CreatePreRun".into(),
+            fingerprint: "f".into(),
+            resource_id: "x".into(),
+            response: None,
+        };
+        let caller = Identity { subject: "bob".into(), organization: "acme".into(), bindings: vec![], expires_at: 0 };
+        let events: Vec<Record> = (0..5)
+            .map(|i| {
+                Record::audit(AuditEvent::new("test", &caller, if i % 2 == 0 { "qa" } else { "dev" }, "X", ("r", "1")))
+            })
+            .collect();
+        s.append(vec![Record::Idempotency(record.clone())]).await.unwrap();
+        s.append(events).await.unwrap();
+        assert_eq!(s.request(&key).await.unwrap(), Some(record), "{}", b.name);
+        let filter = AuditFilter { organization: "acme".into(), environment: "qa".into(), ..Default::default() };
+        let first = s.list_audit(&filter, &PageRequest::first(2)).await.unwrap();
+        assert_eq!(first.items.len(), 2, "{}", b.name);
+        let rest = s.list_audit(&filter, &PageRequest { size: 2, after: first.next }).await.unwrap();
+        assert_eq!(rest.items.len(), 1, "{}", b.name);
+    }
+}
