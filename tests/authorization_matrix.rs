@@ -436,8 +436,12 @@ async fn call(rpc: Rpc, host: Host, who: Who, c: &mut Clients, f: &Fixture) -> R
         Rpc::PutObjects => {
             let object =
                 pb::ConfigObject { obj_code: "GROUP".into(), name: "Matrix group".into(), ..Default::default() };
-            let req =
-                pb::PutObjectsRequest { environment: "dev".into(), objects: vec![object], request_id: String::new() };
+            let req = pb::PutObjectsRequest {
+                environment: "dev".into(),
+                objects: vec![object],
+                request_id: String::new(),
+                ..Default::default()
+            };
             c.environments.put_objects(req).await?;
             none()
         }

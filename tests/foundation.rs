@@ -37,7 +37,7 @@ fn referring(mut o: pb::ConfigObject, field: &str, obj_code: &str, id: &str) -> 
 }
 
 fn put(environment: &str, objects: Vec<pb::ConfigObject>) -> pb::PutObjectsRequest {
-    pb::PutObjectsRequest { environment: environment.into(), objects, request_id: String::new() }
+    pb::PutObjectsRequest { environment: environment.into(), objects, request_id: String::new(), ..Default::default() }
 }
 
 fn get(environment: &str, obj_code: &str, id: &str) -> pb::GetObjectRequest {

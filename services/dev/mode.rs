@@ -135,7 +135,8 @@ async fn seed_once(state: &crate::installation::state::State) -> Result<(), BoxE
             continue;
         }
         let info = state.directory.get(env).ok_or("demo environment missing from the directory")?;
-        let changes = environments::plan_put(&state.store, env, &info.catalog, objects).map_err(|e| e.to_string())?;
+        let changes = environments::plan_put(&state.store, env, &info.catalog, objects, &Default::default())
+            .map_err(|e| e.to_string())?;
         state.store.write(env, changes, chrono::Utc::now()).await?;
     }
     let mut marker = crate::installation::store::Changes::default();

@@ -99,7 +99,7 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         rt.block_on(async {
-            let changes = plan_put(&store, "dev", &catalog, objects.clone()).unwrap();
+            let changes = plan_put(&store, "dev", &catalog, objects.clone(), &Default::default()).unwrap();
             store.write("dev", changes, Utc::now()).await.unwrap();
         });
         // Roots: picked top-level objects, grouped by type as CreatePackage takes them.

@@ -41,7 +41,7 @@ fn refer(mut o: ConfigObject, field: &str, target: &ConfigObject) -> ConfigObjec
 }
 
 async fn put(store: &Store, env: &str, catalog: &Catalog, objects: Vec<ConfigObject>) {
-    let changes = plan_put(store, env, catalog, objects).unwrap();
+    let changes = plan_put(store, env, catalog, objects, &Default::default()).unwrap();
     store.write(env, changes, Utc::now()).await.unwrap();
 }
 

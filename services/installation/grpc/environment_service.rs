@@ -180,7 +180,8 @@ impl pb::environment_service_server::EnvironmentService for EnvironmentApi {
         }
         let objects: Vec<ConfigObject> = req.objects.into_iter().map(ConfigObject::from).collect();
         let _guard = self.state.lock(&info.id).await;
-        let mut changes = environments::plan_put(&self.state.store, &info.id, &info.catalog, objects)?;
+        let mut changes =
+            environments::plan_put(&self.state.store, &info.id, &info.catalog, objects, &req.expected_revisions)?;
         let event = AuditEvent::new(SERVICE_NAME, &caller, &info.id, "OBJECTS_PUT", ("environment", &info.id))
             .request_id(&req.request_id)
             .detail("count", changes.upserts.len() as u64);

@@ -35,7 +35,7 @@ where
 
 use tonic::{Code, Status};
 
-use super::environments::EnvError;
+use super::environments::{self, EnvError};
 use crate::shared::errors::status;
 use crate::shared::pagination::PageError;
 
@@ -51,6 +51,9 @@ impl From<EnvError> for Status {
             }
             EnvError::Invalid { reason, field, .. } => {
                 status(Code::InvalidArgument, reason, message, [("field", field)])
+            }
+            EnvError::Conflict { reason: environments::REVISION_MISMATCH, objects, .. } => {
+                status(Code::Aborted, environments::REVISION_MISMATCH, message, [("objects", objects.join(","))])
             }
             EnvError::Conflict { reason, objects, .. } => {
                 status(Code::FailedPrecondition, reason, message, [("objects", objects.join(","))])
