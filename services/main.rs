@@ -76,6 +76,24 @@ enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
     },
+    /// Probe a service's gRPC health (grpc.health.v1): exit 0 when SERVING, 1 otherwise.
+    /// For container health checks, where there is no curl.
+    #[command(after_help = "Examples:\n  promotion health-check --addr 127.0.0.1:50051\n  \
+        promotion health-check --addr http://127.0.0.1:50052 --service promotion.v1.EnvironmentService\n\n\
+        Without --addr it probes the port PROMOTION_LISTEN names (a container's own service),\n\
+        else 127.0.0.1:50051.")]
+    HealthCheck {
+        /// The service's gRPC address, host:port or a URL [default: PROMOTION_LISTEN's port on
+        /// 127.0.0.1, else 127.0.0.1:50051].
+        #[arg(long, value_name = "ADDR")]
+        addr: Option<String>,
+        /// The health service name to ask about (empty: the whole server).
+        #[arg(long, default_value = "", hide_default_value = true, value_name = "NAME")]
+        service: String,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 3, value_name = "SECONDS")]
+        timeout: u64,
+    },
     /// Print the argon2id hash of a client secret for the configuration's `secret_hash`.
     HashSecret {
         /// The secret; read from standard input when omitted.
@@ -116,6 +134,7 @@ fn run_async(command: Command) -> Result<(), String> {
             Command::PackageService(args) => {
                 let config = args.load()?;
                 init_tracing(config.log_format);
+                warn_about_demo_secrets(&config);
                 let listener = tokio::net::TcpListener::bind(config.listen)
                     .await
                     .map_err(|e| format!("bind {}: {e}", config.listen))?;
@@ -124,6 +143,7 @@ fn run_async(command: Command) -> Result<(), String> {
             Command::InstallationService(args) => {
                 let config = args.load()?;
                 init_tracing(config.log_format);
+                warn_about_demo_secrets(&config);
                 let listener = tokio::net::TcpListener::bind(config.listen)
                     .await
                     .map_err(|e| format!("bind {}: {e}", config.listen))?;
@@ -138,11 +158,20 @@ fn run_async(command: Command) -> Result<(), String> {
                 let opts = promotion::dev::mode::DevOptions { data_dir, package_addr, installation_addr, log_format };
                 promotion::dev::mode::run(opts).await.map_err(|e| e.to_string())
             }
+            Command::HealthCheck { addr, service, timeout } => health_check(addr, service, timeout).await,
             Command::CheckConfig { .. } | Command::HashSecret { .. } | Command::Client(_) => {
                 unreachable!("handled without this runtime")
             }
         }
     })
+}
+
+/// A service started with development mode's published secrets runs (the integration
+/// tests do that) but says so; `check-config` refuses such a configuration.
+fn warn_about_demo_secrets(config: &Config) {
+    for problem in config.demo_secrets() {
+        tracing::warn!(problem, "anyone can read this secret in the repository; do not deploy it");
+    }
 }
 
 fn check_config(file: &std::path::Path, kind: CheckKind, sets: &[String]) -> Result<(), String> {
@@ -154,12 +183,47 @@ fn check_config(file: &std::path::Path, kind: CheckKind, sets: &[String]) -> Res
         CheckKind::Auto if config.hosted_environments.is_empty() => ServiceKind::Package,
         CheckKind::Auto => ServiceKind::Installation,
     };
-    config
-        .validate(kind)
-        .map_err(|problems| format!("{} is not valid:\n  {}", file.display(), problems.join("\n  ")))?;
+    // Every problem at once, so one edit fixes them all. Development mode's published
+    // secrets are fine for it and refused here: check-config checks real deployments.
+    let mut problems = config.validate(kind).err().unwrap_or_default();
+    problems.extend(config.demo_secrets());
+    if !problems.is_empty() {
+        return Err(format!("{} is not valid:\n  {}", file.display(), problems.join("\n  ")));
+    }
     let what = if kind == ServiceKind::Package { "package service" } else { "installation service" };
     println!("{}: valid {what} configuration", file.display());
     Ok(())
+}
+
+/// The address `health-check` probes without --addr: the service of this container, whose
+/// PROMOTION_LISTEN (often 0.0.0.0:PORT) names the port.
+fn default_health_addr() -> String {
+    match std::env::var("PROMOTION_LISTEN").ok().and_then(|l| l.parse::<SocketAddr>().ok()) {
+        Some(listen) if listen.ip().is_unspecified() => format!("127.0.0.1:{}", listen.port()),
+        Some(listen) => listen.to_string(),
+        None => "127.0.0.1:50051".into(),
+    }
+}
+
+async fn health_check(addr: Option<String>, service: String, timeout: u64) -> Result<(), String> {
+    use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};
+    let addr = promotion::cli::connect::normalize_address(&addr.unwrap_or_else(default_health_addr));
+    let deadline = std::time::Duration::from_secs(timeout.max(1));
+    let endpoint = tonic::transport::Endpoint::from_shared(addr.clone())
+        .map_err(|e| format!("{addr:?} is not an address: {e}"))?
+        .connect_timeout(deadline)
+        .timeout(deadline);
+    let channel = endpoint.connect().await.map_err(|e| format!("{addr}: cannot connect: {e}"))?;
+    let request = HealthCheckRequest { service: service.clone() };
+    let response = HealthClient::new(channel).check(request).await.map_err(|e| format!("{addr}: {}", e.message()))?;
+    let status = ServingStatus::try_from(response.into_inner().status).unwrap_or(ServingStatus::Unknown);
+    let what = if service.is_empty() { addr } else { format!("{addr} {service}") };
+    if status == ServingStatus::Serving {
+        println!("{what}: SERVING");
+        Ok(())
+    } else {
+        Err(format!("{what}: {}", status.as_str_name()))
+    }
 }
 
 fn hash_secret(secret: Option<String>) -> Result<(), String> {

@@ -222,7 +222,17 @@ const EXPECTATIONS: &[Expect] = &[
     ),
     Expect::new(r#"Bearer $BOB" -d '{"environment": "qa"}'"#, &["Code: PermissionDenied", "audit.read", ERROR_EXIT]),
     // Configuration: operator tools.
-    Expect::new("promotion check-config", &["valid installation service configuration", "$argon2id$"]),
+    Expect::new(
+        "promotion check-config",
+        &[
+            "auth.signing_key is not set: set PROMOTION_AUTH__SIGNING_KEY",
+            "service_credentials.client_secret is not set: set PROMOTION_SERVICE_CREDENTIALS__CLIENT_SECRET",
+            "exit status 1",
+            "valid installation service configuration",
+            "$argon2id$",
+            "promotion.v1.EnvironmentService: SERVING",
+        ],
+    ),
 ];
 
 #[derive(Debug)]

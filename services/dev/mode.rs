@@ -94,6 +94,8 @@ pub fn configs(opts: &DevOptions) -> (Config, Config) {
             .collect(),
         clients: vec![],
         catalog_files: vec![],
+        secrets: Default::default(),
+        storage: None,
     };
     let package = Config {
         clients: DEMO_CLIENTS
