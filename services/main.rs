@@ -1,5 +1,5 @@
 //! The `promotion` binary: runs either service, development mode, and operator tools.
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,15 +7,33 @@ use std::process::ExitCode;
 use promotion::shared::config::{Config, LogFormat, ServiceKind};
 use promotion::shared::serving::{init_tracing, shutdown_signal};
 
+/// The version and the commit it was built from ("unknown" outside a git checkout).
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("PROMOTION_GIT_COMMIT"), ")");
+
 #[derive(Parser)]
 #[command(
     name = "promotion",
-    version,
+    version = VERSION,
     about = "Environment promotion: package and installation services, and their command-line client"
 )]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// The client's flags may also come before the subcommand (`promotion -o json env
+    /// list`); see `command_line()` for why they are not global here.
+    #[command(flatten)]
+    client: promotion::cli::GlobalArgs,
+}
+
+/// The command line, with the client's flags accepted before the subcommand but not passed
+/// down from here: each client subcommand takes them itself (after it), and the service and
+/// operator subcommands do not take them at all.
+fn command_line() -> clap::Command {
+    let mut command = Cli::command();
+    for id in promotion::cli::GlobalArgs::IDS {
+        command = command.mut_arg(*id, |a| a.global(false));
+    }
+    command
 }
 
 #[derive(clap::Args)]
@@ -94,6 +112,16 @@ enum Command {
         #[arg(long, default_value_t = 3, value_name = "SECONDS")]
         timeout: u64,
     },
+    /// Print a shell completion script: bash, zsh or fish.
+    #[command(after_help = "Examples:\n  \
+        promotion completion bash > ~/.local/share/bash-completion/completions/promotion\n  \
+        promotion completion zsh > \"${fpath[1]}/_promotion\"\n  \
+        promotion completion fish > ~/.config/fish/completions/promotion.fish")]
+    Completion {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
     /// Print the argon2id hash of a client secret for the configuration's `secret_hash`.
     HashSecret {
         /// The secret; read from standard input when omitted.
@@ -104,6 +132,13 @@ enum Command {
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
+enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
 enum CheckKind {
     Auto,
     Package,
@@ -111,9 +146,21 @@ enum CheckKind {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match command_line().try_get_matches().and_then(|m| Cli::from_arg_matches(&m)) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let result = match cli.command {
-        Command::Client(command) => return promotion::cli::run(*command),
+        Command::Client(command) => return promotion::cli::run(*command, cli.client),
+        Command::Completion { shell } => {
+            let shell = match shell {
+                CompletionShell::Bash => clap_complete::Shell::Bash,
+                CompletionShell::Zsh => clap_complete::Shell::Zsh,
+                CompletionShell::Fish => clap_complete::Shell::Fish,
+            };
+            clap_complete::generate(shell, &mut command_line(), "promotion", &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
         Command::CheckConfig { file, service, sets } => check_config(&file, service, &sets),
         Command::HashSecret { secret } => hash_secret(secret),
         command => run_async(command),
@@ -159,7 +206,10 @@ fn run_async(command: Command) -> Result<(), String> {
                 promotion::dev::mode::run(opts).await.map_err(|e| e.to_string())
             }
             Command::HealthCheck { addr, service, timeout } => health_check(addr, service, timeout).await,
-            Command::CheckConfig { .. } | Command::HashSecret { .. } | Command::Client(_) => {
+            Command::CheckConfig { .. }
+            | Command::HashSecret { .. }
+            | Command::Completion { .. }
+            | Command::Client(_) => {
                 unreachable!("handled without this runtime")
             }
         }
