@@ -280,6 +280,7 @@ async fn put_all(
                 environment: environment.into(),
                 objects: chunk.to_vec(),
                 request_id: String::new(),
+                ..Default::default()
             },
             token,
         ))

@@ -1,5 +1,5 @@
 //! The `promotion` binary: runs either service, development mode, and operator tools.
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,15 +7,33 @@ use std::process::ExitCode;
 use promotion_core::config::{Config, LogFormat, ServiceKind};
 use promotion_serving::{init_tracing, shutdown_signal};
 
+/// The version and the commit it was built from ("unknown" outside a git checkout).
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("PROMOTION_GIT_COMMIT"), ")");
+
 #[derive(Parser)]
 #[command(
     name = "promotion",
-    version,
+    version = VERSION,
     about = "Environment promotion: package and installation services, and their command-line client"
 )]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// The client's flags may also come before the subcommand (`promotion -o json env
+    /// list`); see `command_line()` for why they are not global here.
+    #[command(flatten)]
+    client: promotion_cli::GlobalArgs,
+}
+
+/// The command line, with the client's flags accepted before the subcommand but not passed
+/// down from here: each client subcommand takes them itself (after it), and the service and
+/// operator subcommands do not take them at all.
+fn command_line() -> clap::Command {
+    let mut command = Cli::command();
+    for id in promotion_cli::GlobalArgs::IDS {
+        command = command.mut_arg(*id, |a| a.global(false));
+    }
+    command
 }
 
 #[derive(clap::Args)]
@@ -80,6 +98,34 @@ enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
     },
+    /// Probe a service's gRPC health (grpc.health.v1): exit 0 when SERVING, 1 otherwise.
+    /// For container health checks, where there is no curl.
+    #[command(after_help = "Examples:\n  promotion health-check --addr 127.0.0.1:50051\n  \
+        promotion health-check --addr http://127.0.0.1:50052 --service promotion.v1.EnvironmentService\n\n\
+        Without --addr it probes the port PROMOTION_LISTEN names (a container's own service),\n\
+        else 127.0.0.1:50051.")]
+    HealthCheck {
+        /// The service's gRPC address, host:port or a URL [default: PROMOTION_LISTEN's port on
+        /// 127.0.0.1, else 127.0.0.1:50051].
+        #[arg(long, value_name = "ADDR")]
+        addr: Option<String>,
+        /// The health service name to ask about (empty: the whole server).
+        #[arg(long, default_value = "", hide_default_value = true, value_name = "NAME")]
+        service: String,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 3, value_name = "SECONDS")]
+        timeout: u64,
+    },
+    /// Print a shell completion script: bash, zsh or fish.
+    #[command(after_help = "Examples:\n  \
+        promotion completion bash > ~/.local/share/bash-completion/completions/promotion\n  \
+        promotion completion zsh > \"${fpath[1]}/_promotion\"\n  \
+        promotion completion fish > ~/.config/fish/completions/promotion.fish")]
+    Completion {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
     /// Print the argon2id hash of a client secret for the configuration's `secret_hash`.
     HashSecret {
         /// The secret; read from standard input when omitted.
@@ -90,6 +136,13 @@ enum Command {
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
+enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
 enum CheckKind {
     Auto,
     Package,
@@ -97,9 +150,21 @@ enum CheckKind {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match command_line().try_get_matches().and_then(|m| Cli::from_arg_matches(&m)) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let result = match cli.command {
-        Command::Client(command) => return promotion_cli::run(*command),
+        Command::Client(command) => return promotion_cli::run(*command, cli.client),
+        Command::Completion { shell } => {
+            let shell = match shell {
+                CompletionShell::Bash => clap_complete::Shell::Bash,
+                CompletionShell::Zsh => clap_complete::Shell::Zsh,
+                CompletionShell::Fish => clap_complete::Shell::Fish,
+            };
+            clap_complete::generate(shell, &mut command_line(), "promotion", &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
         Command::CheckConfig { file, service, sets } => check_config(&file, service, &sets),
         Command::HashSecret { secret } => hash_secret(secret),
         command => run_async(command),
@@ -120,6 +185,7 @@ fn run_async(command: Command) -> Result<(), String> {
             Command::PackageService(args) => {
                 let config = args.load()?;
                 init_tracing(config.log_format);
+                warn_about_demo_secrets(&config);
                 let listener = tokio::net::TcpListener::bind(config.listen)
                     .await
                     .map_err(|e| format!("bind {}: {e}", config.listen))?;
@@ -128,6 +194,7 @@ fn run_async(command: Command) -> Result<(), String> {
             Command::InstallationService(args) => {
                 let config = args.load()?;
                 init_tracing(config.log_format);
+                warn_about_demo_secrets(&config);
                 let listener = tokio::net::TcpListener::bind(config.listen)
                     .await
                     .map_err(|e| format!("bind {}: {e}", config.listen))?;
@@ -143,11 +210,23 @@ fn run_async(command: Command) -> Result<(), String> {
                 init_tracing(log_format);
                 promotion_dev::mode::run(opts).await.map_err(|e| e.to_string())
             }
-            Command::CheckConfig { .. } | Command::HashSecret { .. } | Command::Client(_) => {
+            Command::HealthCheck { addr, service, timeout } => health_check(addr, service, timeout).await,
+            Command::CheckConfig { .. }
+            | Command::HashSecret { .. }
+            | Command::Completion { .. }
+            | Command::Client(_) => {
                 unreachable!("handled without this runtime")
             }
         }
     })
+}
+
+/// A service started with development mode's published secrets runs (the integration
+/// tests do that) but says so; `check-config` refuses such a configuration.
+fn warn_about_demo_secrets(config: &Config) {
+    for problem in config.demo_secrets() {
+        tracing::warn!(problem, "anyone can read this secret in the repository; do not deploy it");
+    }
 }
 
 fn check_config(file: &std::path::Path, kind: CheckKind, sets: &[String]) -> Result<(), String> {
@@ -159,12 +238,47 @@ fn check_config(file: &std::path::Path, kind: CheckKind, sets: &[String]) -> Res
         CheckKind::Auto if config.hosted_environments.is_empty() => ServiceKind::Package,
         CheckKind::Auto => ServiceKind::Installation,
     };
-    config
-        .validate(kind)
-        .map_err(|problems| format!("{} is not valid:\n  {}", file.display(), problems.join("\n  ")))?;
+    // Every problem at once, so one edit fixes them all. Development mode's published
+    // secrets are fine for it and refused here: check-config checks real deployments.
+    let mut problems = config.validate(kind).err().unwrap_or_default();
+    problems.extend(config.demo_secrets());
+    if !problems.is_empty() {
+        return Err(format!("{} is not valid:\n  {}", file.display(), problems.join("\n  ")));
+    }
     let what = if kind == ServiceKind::Package { "package service" } else { "installation service" };
     println!("{}: valid {what} configuration", file.display());
     Ok(())
+}
+
+/// The address `health-check` probes without --addr: the service of this container, whose
+/// PROMOTION_LISTEN (often 0.0.0.0:PORT) names the port.
+fn default_health_addr() -> String {
+    match std::env::var("PROMOTION_LISTEN").ok().and_then(|l| l.parse::<SocketAddr>().ok()) {
+        Some(listen) if listen.ip().is_unspecified() => format!("127.0.0.1:{}", listen.port()),
+        Some(listen) => listen.to_string(),
+        None => "127.0.0.1:50051".into(),
+    }
+}
+
+async fn health_check(addr: Option<String>, service: String, timeout: u64) -> Result<(), String> {
+    use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};
+    let addr = promotion_cli::connect::normalize_address(&addr.unwrap_or_else(default_health_addr));
+    let deadline = std::time::Duration::from_secs(timeout.max(1));
+    let endpoint = tonic::transport::Endpoint::from_shared(addr.clone())
+        .map_err(|e| format!("{addr:?} is not an address: {e}"))?
+        .connect_timeout(deadline)
+        .timeout(deadline);
+    let channel = endpoint.connect().await.map_err(|e| format!("{addr}: cannot connect: {e}"))?;
+    let request = HealthCheckRequest { service: service.clone() };
+    let response = HealthClient::new(channel).check(request).await.map_err(|e| format!("{addr}: {}", e.message()))?;
+    let status = ServingStatus::try_from(response.into_inner().status).unwrap_or(ServingStatus::Unknown);
+    let what = if service.is_empty() { addr } else { format!("{addr} {service}") };
+    if status == ServingStatus::Serving {
+        println!("{what}: SERVING");
+        Ok(())
+    } else {
+        Err(format!("{what}: {}", status.as_str_name()))
+    }
 }
 
 fn hash_secret(secret: Option<String>) -> Result<(), String> {

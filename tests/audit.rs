@@ -302,8 +302,12 @@ async fn a_denied_call_leaves_one_access_denied_event_and_no_rpc_changes_the_tra
     let mut erin = dev.clients("erin").await;
     // Something real on both services first, so the trail is not empty.
     let group = pb::ConfigObject { obj_code: "GROUP".into(), name: "Audit Reviewers".into(), ..Default::default() };
-    let put =
-        pb::PutObjectsRequest { environment: "dev".into(), objects: vec![group.clone()], request_id: String::new() };
+    let put = pb::PutObjectsRequest {
+        environment: "dev".into(),
+        objects: vec![group.clone()],
+        request_id: String::new(),
+        ..Default::default()
+    };
     erin.environments.put_objects(put).await.expect("erin edits dev");
     let package = preview_package(&mut dev.clients("alice").await).await;
 
@@ -311,7 +315,12 @@ async fn a_denied_call_leaves_one_access_denied_event_and_no_rpc_changes_the_tra
     let installation_before = all_events(&mut admin.installation_audit, filter(|_| {})).await;
     let package_before = all_events(&mut admin.package_audit, filter(|_| {})).await;
     let state_before = snapshot(&mut admin).await;
-    let put = pb::PutObjectsRequest { environment: "dev".into(), objects: vec![group], request_id: String::new() };
+    let put = pb::PutObjectsRequest {
+        environment: "dev".into(),
+        objects: vec![group],
+        request_id: String::new(),
+        ..Default::default()
+    };
     assert_status(victor.environments.put_objects(put).await, Code::PermissionDenied, "PERMISSION_DENIED");
     let create = pb::CreatePackageRequest {
         name: "Victor's package".into(),

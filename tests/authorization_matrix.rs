@@ -19,7 +19,7 @@ use promotion_core::tokens::TokenSigner;
 use prost::Message;
 use tonic::{Code, Status};
 
-/// The key and issuer development mode signs with (services/dev/mode.rs).
+/// The key and issuer development mode signs with (crates/dev/src/mode.rs).
 const DEV_SIGNING_KEY: &[u8] = b"development-mode-signing-key-do-not-use-in-production";
 const DEV_ISSUER: &str = "promotion-dev";
 const OTHER_KEY: &[u8] = b"not-the-deployment-key-but-just-as-long-as-it";
@@ -437,8 +437,12 @@ async fn call(rpc: Rpc, host: Host, who: Who, c: &mut Clients, f: &Fixture) -> R
         Rpc::PutObjects => {
             let object =
                 pb::ConfigObject { obj_code: "GROUP".into(), name: "Matrix group".into(), ..Default::default() };
-            let req =
-                pb::PutObjectsRequest { environment: "dev".into(), objects: vec![object], request_id: String::new() };
+            let req = pb::PutObjectsRequest {
+                environment: "dev".into(),
+                objects: vec![object],
+                request_id: String::new(),
+                ..Default::default()
+            };
             c.environments.put_objects(req).await?;
             none()
         }

@@ -3,7 +3,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
 use common::*;
 use serde_json::Value;
@@ -75,16 +75,19 @@ impl<'a> User<'a> {
 }
 
 fn promotion(args: &[&str], config: &Path, package: &str, installation: &str) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_promotion"))
+    promotion_with(args, config, package, installation, &[])
+}
+
+/// `promotion` with none of the tester's PROMOTION_* variables, standard input not a
+/// terminal, and `envs` added.
+fn promotion_with(args: &[&str], config: &Path, package: &str, installation: &str, envs: &[(&str, &str)]) -> Output {
+    promotion_command()
         .args(args)
         .env("PROMOTION_CONFIG_DIR", config)
         .env("PROMOTION_PACKAGE_ADDR", package)
         .env("PROMOTION_INSTALLATION_ADDR", installation)
-        .env_remove("PROMOTION_TOKEN")
-        .env_remove("PROMOTION_OUTPUT")
-        .env_remove("PROMOTION_CLIENT_ID")
-        .env_remove("PROMOTION_CLIENT_SECRET")
         .env_remove("NO_COLOR")
+        .envs(envs.iter().copied())
         .stdin(Stdio::null())
         .output()
         .expect("run promotion")
@@ -154,7 +157,7 @@ async fn login_caches_a_private_token_used_by_whoami_env_and_objects() {
     let dev = DevServices::start().await;
     let alice = User::login(&dev, "alice");
 
-    let token_file = alice.config.path().join("token.json");
+    let token_file = alice.config.path().join("profiles/default.json");
     let cached = std::fs::read_to_string(&token_file).unwrap();
     assert!(!cached.contains("alice-secret"), "the secret is never stored");
     #[cfg(unix)]
@@ -204,7 +207,7 @@ async fn login_caches_a_private_token_used_by_whoami_env_and_objects() {
     assert_eq!(all["objects"].as_array().unwrap().len(), 2);
 
     assert!(alice.ok(&["logout"]).contains("Logged out"));
-    assert!(!token_file.exists());
+    assert!(!std::fs::read_to_string(&token_file).unwrap().contains("access_token"), "the token is gone");
     assert!(alice.fails(&["whoami"]).contains("UNAUTHENTICATED NOT_LOGGED_IN"));
 }
 
@@ -224,12 +227,12 @@ async fn failures_exit_non_zero_with_the_code_and_reason() {
     let nobody = User::anonymous(&dev);
     let err = nobody.fails(&["login", "--client-id", "alice", "--client-secret", "wrong"]);
     assert!(err.starts_with("error: UNAUTHENTICATED "), "{err}");
-    assert!(!nobody.config.path().join("token.json").exists(), "a failed login caches nothing");
+    assert!(!nobody.config.path().join("profiles/default.json").exists(), "a failed login caches nothing");
     assert!(nobody.fails(&["env", "list"]).contains("UNAUTHENTICATED NOT_LOGGED_IN"));
 
     let viewer = User::login(&dev, "victor");
-    let err = viewer.fails(&["objects", "delete", "--env", "dev", "TMPL", ONBOARDING_TMPL]);
-    assert!(err.contains("PERMISSION_DENIED"), "{err}");
+    let err = viewer.fails(&["objects", "delete", "--env", "dev", "TMPL", ONBOARDING_TMPL, "--yes"]);
+    assert!(err.starts_with("error: PERMISSION_DENIED: the caller lacks environment.write"), "the code once: {err}");
 
     // A service that is not there.
     let out =
@@ -269,7 +272,9 @@ async fn objects_are_put_from_yaml_and_json_files_and_deleted() {
     let err = erin.fails(&["objects", "put", "--env", "dev", bad.to_str().unwrap()]);
     assert!(err.contains("object #1"), "{err}");
 
-    let deleted = erin.json(&["objects", "delete", "--env", "dev", "GROUP", &id]);
+    let err = erin.fails(&["objects", "delete", "--env", "dev", "GROUP", &id]);
+    assert!(err.contains("standard input is not a terminal; add --yes"), "{err}");
+    let deleted = erin.json(&["objects", "delete", "--env", "dev", "GROUP", &id, "--yes"]);
     assert_eq!(deleted["deleted"][0]["id"], id.as_str());
     let err = erin.fails(&["objects", "show", "--env", "dev", "GROUP", &id]);
     assert!(err.contains("NOT_FOUND"), "{err}");
@@ -357,7 +362,12 @@ async fn a_pre_run_shows_the_plan_and_an_install_with_overrides_can_be_rolled_ba
     }
     assert!(!plan.contains('\x1b'), "no colour when standard output is not a terminal");
     let coloured = bob.ok(&["prerun", &package, "--env", "qa", "--color", "always"]);
-    assert!(coloured.contains("\x1b[32mCREATE\x1b[0m") && coloured.contains("\x1b[31m- fields."), "{coloured}");
+    assert!(coloured.contains("\x1b[32mCREATE\x1b[0m"), "{coloured}");
+    // qa keeps its Designer rate: that change is shown, dimmed and marked, never as applied.
+    assert!(coloured.contains("\x1b[2m      - fields.billing_per_hour: 130"), "{coloured}");
+    assert!(plan.contains("not applied: USEEXISTING") && plan.contains("the destination keeps its values"), "{plan}");
+    assert!(plan.contains("Collisions:") && plan.contains("NAME_MATCH="), "{plan}");
+    assert!(plan.contains("Not applied: 1 change(s) of 1 object(s)"), "{plan}");
 
     let pre_run = bob.json(&["prerun", &package, "--env", "qa"]);
     assert_eq!(pre_run["status"], "PRE_RUN_STATUS_READY");
@@ -498,4 +508,272 @@ async fn promote_accept_update_and_roll_back_like_the_walkthrough() {
     assert!(actions.contains(&"PACKAGE_CREATED"), "{actions:?}");
     let trail = admin.ok(&["audit", "--env", "qa", "--action", "PROMOTION_ACCEPTED"]);
     assert_eq!(trail.lines().filter(|l| l.contains("PROMOTION_ACCEPTED")).count(), 2, "{trail}");
+}
+
+#[test]
+fn version_completion_and_help_read_as_people_expect() {
+    let config = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| promotion(args, config.path(), "http://127.0.0.1:1", "http://127.0.0.1:1");
+    let out = run(&["--version"]);
+    let version = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && version.starts_with("promotion 0.1.0 (commit "), "{version}");
+    for (shell, marker) in [("bash", "complete -F"), ("zsh", "#compdef promotion"), ("fish", "complete -c promotion")] {
+        let out = run(&["completion", shell]);
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && script.contains(marker), "{shell}: {script:.200}");
+        assert!(script.contains("use-profile") && script.contains("prerun"), "{shell} completes subcommands");
+    }
+    // Each subcommand's help leads with its own options; the shared ones come once, last.
+    for path in client_command_paths().iter().filter(|p| p.last().is_some_and(|l| l != "help")) {
+        let args: Vec<&str> = path.iter().map(String::as_str).chain(["--help"]).collect();
+        let help = String::from_utf8(run(&args).stdout).unwrap();
+        assert_eq!(help.matches("Connection and output:").count(), 1, "`promotion {}`:\n{help}", args.join(" "));
+        let shared = help.find("Connection and output:").unwrap();
+        let own = help.find("Options:").unwrap_or(0);
+        assert!(own < shared, "`promotion {}` starts with the shared options:\n{help}", args.join(" "));
+        let shared_lines = help[shared..].lines().skip(1).take_while(|l| l.is_empty() || l.starts_with(' ')).count();
+        assert!(shared_lines < 45, "`promotion {}`: the shared part is long:\n{help}", args.join(" "));
+    }
+}
+
+#[tokio::test]
+async fn global_flags_go_before_or_after_and_yaml_sits_beside_json() {
+    let dev = DevServices::start().await;
+    let alice = User::login(&dev, "alice");
+    let before: Value = serde_json::from_str(&alice.ok(&["-o", "json", "env", "list"])).unwrap();
+    let after: Value = serde_json::from_str(&alice.ok(&["env", "list", "-o", "json"])).unwrap();
+    assert_eq!(before["environments"], after["environments"]);
+    assert_eq!(before["environments"].as_array().unwrap().len(), 3);
+    // After wins over before.
+    let ids = alice.ok(&["--output", "json", "objects", "list", "--env", "dev", "--type", "tmpl", "--output", "id"]);
+    assert_eq!(ids.lines().collect::<Vec<_>>(), [ONBOARDING_TMPL, OFFBOARDING_TMPL], "type codes in any case");
+    let yaml: Value = serde_yaml::from_str(&alice.ok(&["env", "show", "dev", "-o", "yaml"])).unwrap();
+    assert_eq!((yaml["id"].as_str(), yaml["kind"].as_str()), (Some("dev"), Some("ENVIRONMENT_KIND_SANDBOX")));
+    assert!(yaml["objectCounts"]["TMPL"].as_i64().unwrap() >= 2, "{yaml:?}");
+    let err = alice.fails(&["objects", "show", "--env", "dev", "TMPL", "0".repeat(32).as_str(), "-o", "yaml"]);
+    let err: Value = serde_yaml::from_str(&err).unwrap();
+    assert_eq!(err["error"]["reason"].as_str(), Some("OBJECT_NOT_FOUND"));
+}
+
+#[tokio::test]
+async fn profiles_keep_their_own_servers_and_tokens() {
+    let dev = DevServices::start().await;
+    let user = User::anonymous(&dev);
+    user.ok(&["login", "--client-id", "alice", "--client-secret", "alice-secret"]);
+    user.ok(&["--profile", "ops", "login", "--client-id", "bob", "--client-secret", "bob-secret"]);
+    // One login never overwrites another.
+    assert_eq!(user.json(&["whoami"])["subject"], "alice");
+    assert_eq!(user.json(&["whoami", "--profile", "ops"])["subject"], "bob");
+    assert!(user.ok(&["config", "use-profile", "ops"]).contains("Using profile ops"));
+    assert_eq!(user.json(&["whoami"])["subject"], "bob");
+    let env_profile = promotion_with(
+        &["whoami", "-o", "json"],
+        user.config.path(),
+        &dev.package_url(),
+        &dev.installation_url(),
+        &[("PROMOTION_PROFILE", "default")],
+    );
+    assert!(String::from_utf8_lossy(&env_profile.stdout).contains("\"alice\""), "{env_profile:?}");
+    let listed = user.json(&["config", "list"]);
+    assert_eq!(listed["currentProfile"], "ops");
+    let names: Vec<&str> = listed["profiles"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["default", "ops"]);
+    let table = user.ok(&["config", "list"]);
+    assert!(table.contains("alice (acme)") && table.contains("bob (acme)"), "{table}");
+    let shown = user.ok(&["config", "show", "default"]);
+    assert!(shown.contains("alice") && shown.contains(&dev.package_url()), "{shown}");
+    assert!(!user.ok(&["config", "show", "-o", "json"]).contains("access_token"), "never the token");
+    user.ok(&["logout"]);
+    assert!(user.fails(&["whoami"]).contains("not logged in (profile ops)"));
+    assert_eq!(user.json(&["whoami", "--profile", "default"])["subject"], "alice", "the other stays logged in");
+    assert!(user.fails(&["--profile", "../x", "whoami"]).contains("is not a profile name"));
+}
+
+#[tokio::test]
+async fn names_with_control_characters_are_printed_escaped() {
+    let dev = DevServices::start().await;
+    let erin = User::login(&dev, "erin");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("evil.json");
+    let name = "Evil\u{1b}[2J\u{1b}]0;owned\u{7} \u{202e}dlrow";
+    std::fs::write(&file, serde_json::json!({"objCode": "GROUP", "name": name}).to_string()).unwrap();
+    let id = erin.id(&["objects", "put", "--env", "dev", file.to_str().unwrap()]);
+    for args in [
+        vec!["objects", "list", "--env", "dev", "--type", "GROUP"],
+        vec!["objects", "show", "--env", "dev", "GROUP", id.as_str()],
+        vec!["objects", "list", "--env", "dev", "--type", "GROUP", "--color", "always"],
+    ] {
+        let out = erin.run(&args);
+        let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+        let raw = text.replace("\x1b[1m", "").replace("\x1b[2m", "").replace("\x1b[0m", "");
+        assert!(!raw.contains('\x1b') && !raw.contains('\u{7}') && !raw.contains('\u{202e}'), "{text:?}");
+        assert!(text.contains("Evil\\x1b[2J\\x1b]0;owned\\x07 \\u{202e}dlrow"), "visibly escaped: {text}");
+    }
+    // Scripts get the name as it is, JSON-escaped.
+    assert_eq!(erin.json(&["objects", "show", "--env", "dev", "GROUP", &id])["name"], name);
+}
+
+#[tokio::test]
+async fn objects_patch_edit_and_put_keep_what_they_do_not_name() {
+    let dev = DevServices::start().await;
+    let erin = User::login(&dev, "erin");
+    let show = |u: &User| u.json(&["objects", "show", "--env", "dev", "TMPL", OFFBOARDING_TMPL]);
+    let before = show(&erin);
+    erin.ok(&[
+        "objects",
+        "patch",
+        "--env",
+        "dev",
+        "tmpl",
+        OFFBOARDING_TMPL,
+        "--set",
+        "fields.planned_duration_days=12",
+    ]);
+    let after = show(&erin);
+    assert_eq!(after["fields"]["planned_duration_days"], 12);
+    let mut expected = before.clone();
+    expected["fields"]["planned_duration_days"] = 12.into();
+    assert_eq!(after["fields"], expected["fields"], "every other field is kept");
+    assert_eq!(after["references"], before["references"], "every reference is kept");
+    assert_eq!(after["name"], before["name"]);
+
+    // A file saved before that patch is stale: refused, and nothing changes.
+    let dir = tempfile::tempdir().unwrap();
+    let stale = dir.path().join("stale.json");
+    let mut old = before.clone();
+    old["fields"]["priority"] = 9.into();
+    std::fs::write(&stale, old.to_string()).unwrap();
+    let err = erin.fails(&["objects", "put", "--env", "dev", stale.to_str().unwrap()]);
+    assert!(err.contains("ABORTED REVISION_MISMATCH") && err.contains("nothing was written"), "{err}");
+    assert_eq!(show(&erin), after, "nothing changed");
+
+    // A put that drops fields and references asks; without a terminal it needs --yes.
+    let partial = dir.path().join("partial.yaml");
+    std::fs::write(
+        &partial,
+        format!("objCode: TMPL\nid: {OFFBOARDING_TMPL}\nname: New Agency Offboarding\nfields: {{priority: 1}}\n"),
+    )
+    .unwrap();
+    let err = erin.fails(&["objects", "put", "--env", "dev", partial.to_str().unwrap()]);
+    assert!(err.contains("would remove") && err.contains("- fields.planned_duration_days: 12"), "{err}");
+    assert!(err.contains("- references.") && err.contains("add --yes"), "{err}");
+    assert_eq!(show(&erin), after, "nothing changed");
+
+    // A merge patch file; null removes.
+    let patch = dir.path().join("patch.yaml");
+    std::fs::write(&patch, "name: Offboarding\nfields:\n  currency: null\n  region: EMEA\n").unwrap();
+    erin.ok(&["objects", "patch", "--env", "dev", "TMPL", OFFBOARDING_TMPL, patch.to_str().unwrap()]);
+    let patched = show(&erin);
+    assert_eq!((patched["name"].as_str(), patched["fields"]["region"].as_str()), (Some("Offboarding"), Some("EMEA")));
+    assert!(patched["fields"].get("currency").is_none() && patched["references"] == before["references"]);
+
+    // edit runs $EDITOR on the object as YAML.
+    let edited = promotion_with(
+        &["objects", "edit", "--env", "dev", "TMPL", OFFBOARDING_TMPL],
+        erin.config.path(),
+        &dev.package_url(),
+        &dev.installation_url(),
+        &[("EDITOR", "sed -i -e s/EMEA/APAC/"), ("VISUAL", "")],
+    );
+    assert!(edited.status.success(), "{edited:?}");
+    assert!(String::from_utf8_lossy(&edited.stderr).contains("+ fields.region: \"APAC\""), "{edited:?}");
+    assert_eq!(show(&erin)["fields"]["region"], "APAC");
+    let unchanged = promotion_with(
+        &["objects", "edit", "--env", "dev", "TMPL", OFFBOARDING_TMPL],
+        erin.config.path(),
+        &dev.package_url(),
+        &dev.installation_url(),
+        &[("EDITOR", "true"), ("VISUAL", "")],
+    );
+    assert!(String::from_utf8_lossy(&unchanged.stderr).contains("No changes"), "{unchanged:?}");
+
+    // Errors speak CLI: the service's "set cascade" is the --cascade flag.
+    let err = erin.fails(&["objects", "delete", "--env", "dev", "TMPL", OFFBOARDING_TMPL, "--yes"]);
+    assert!(err.contains("add --cascade") || err.contains("or add --cascade"), "{err}");
+}
+
+#[tokio::test]
+async fn promote_to_production_publishes_step_by_step_and_leaves_nothing_on_a_refusal() {
+    let dev = DevServices::start().await;
+    let alice = User::login(&dev, "alice");
+    let bob = User::login(&dev, "bob");
+    let request = alice.json(&[
+        "promote",
+        "--to",
+        "prod",
+        "--name",
+        "Onboarding for prod",
+        "--source",
+        "dev",
+        "--root",
+        &format!("tmpl:{ONBOARDING_TMPL}"),
+    ]);
+    assert_eq!(request["targetEnvironment"], "prod");
+    let package = request["packageId"].as_str().unwrap();
+    assert_eq!(alice.json(&["package", "show", package])["status"], "PACKAGE_STATUS_PUBLIC");
+
+    let packages = |u: &User| u.json(&["package", "list"])["packages"].as_array().unwrap().len();
+    let count = packages(&alice);
+    let err = alice.fails(&[
+        "promote",
+        "--to",
+        "prod",
+        "--name",
+        "No such root",
+        "--source",
+        "dev",
+        "--root",
+        &format!("TMPL:{}", "0".repeat(32)),
+    ]);
+    assert!(err.contains("does not exist in dev") && err.contains("nothing was created"), "{err}");
+    let err = bob.fails(&[
+        "promote",
+        "--to",
+        "prod",
+        "--name",
+        "Bob may not",
+        "--source",
+        "dev",
+        "--root",
+        &format!("TMPL:{ONBOARDING_TMPL}"),
+    ]);
+    assert!(err.contains("PERMISSION_DENIED") && err.contains("package.write"), "{err}");
+    let err = alice.fails(&["promote", "--to", "prod", "--package", package]);
+    assert!(err.contains("PROMOTION_ALREADY_IN_PROGRESS"), "{err}");
+    assert_eq!(packages(&alice), count, "no package was left behind");
+
+    // Accepting into production and forcing a rollback ask first.
+    let err = bob.fails(&["accept", request["id"].as_str().unwrap()]);
+    assert!(err.contains("PRODUCTION") && err.contains("add --yes"), "{err}");
+    let err = bob.fails(&["install", package, "--env", "prod"]);
+    assert!(err.contains("PRODUCTION environment prod") && err.contains("add --yes"), "{err}");
+    let installation = bob.id(&["accept", request["id"].as_str().unwrap(), "--yes"]);
+    let err = bob.fails(&["rollback", &installation, "--force"]);
+    assert!(err.contains("add --yes"), "{err}");
+    assert_eq!(bob.json(&["rollback", &installation, "--force", "--yes"])["status"], "INSTALLATION_STATUS_ROLLED_BACK");
+}
+
+#[tokio::test]
+async fn prerun_detailed_exitcode_says_whether_the_plan_changes_anything() {
+    let dev = DevServices::start().await;
+    let alice = User::login(&dev, "alice");
+    let bob = User::login(&dev, "bob");
+    let package = alice.id(&[
+        "package",
+        "create",
+        "--name",
+        "Exit codes",
+        "--source",
+        "dev",
+        "--root",
+        &format!("TMPL:{ONBOARDING_TMPL}"),
+        "--wait",
+    ]);
+    alice.ok(&["package", "preview", &package]);
+    let code = |u: &User, args: &[&str]| u.run(args).status.code();
+    assert_eq!(code(&bob, &["prerun", &package, "--env", "qa", "--detailed-exitcode"]), Some(2), "it creates objects");
+    bob.ok(&["install", &package, "--env", "qa"]);
+    assert_eq!(code(&bob, &["prerun", &package, "--env", "qa", "--detailed-exitcode"]), Some(0), "all in place");
+    assert_eq!(code(&bob, &["prerun", &package, "--env", "prod", "--detailed-exitcode"]), Some(1), "not installable");
+    assert_eq!(code(&bob, &["prerun", &package, "--env", "qa"]), Some(0), "without the flag: 0");
 }

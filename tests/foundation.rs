@@ -14,7 +14,7 @@ use promotion_core::tokens::TokenSigner;
 use serde_json::json;
 use tonic::Code;
 
-/// The key and issuer development mode signs with (services/dev/mode.rs).
+/// The key and issuer development mode signs with (crates/dev/src/mode.rs).
 const DEV_SIGNING_KEY: &[u8] = b"development-mode-signing-key-do-not-use-in-production";
 const DEV_ISSUER: &str = "promotion-dev";
 
@@ -38,7 +38,7 @@ fn referring(mut o: pb::ConfigObject, field: &str, obj_code: &str, id: &str) -> 
 }
 
 fn put(environment: &str, objects: Vec<pb::ConfigObject>) -> pb::PutObjectsRequest {
-    pb::PutObjectsRequest { environment: environment.into(), objects, request_id: String::new() }
+    pb::PutObjectsRequest { environment: environment.into(), objects, request_id: String::new(), ..Default::default() }
 }
 
 fn get(environment: &str, obj_code: &str, id: &str) -> pb::GetObjectRequest {

@@ -172,7 +172,12 @@ async fn edit_field(admin: &mut Clients, env: &str, obj_code: &str, id: &str, fi
     let mut fields = fields_of(&o);
     fields.insert(field.into(), value);
     o.fields = Some(map_to_struct(&fields));
-    let req = pb::PutObjectsRequest { environment: env.into(), objects: vec![o], request_id: String::new() };
+    let req = pb::PutObjectsRequest {
+        environment: env.into(),
+        objects: vec![o],
+        request_id: String::new(),
+        ..Default::default()
+    };
     admin.environments.put_objects(req).await.unwrap();
 }
 
@@ -804,7 +809,12 @@ async fn prune_children_removes_tasks_deleted_at_the_source_but_never_local_ones
         fields: Some(map_to_struct(&json!({ "task_number": 7, "duration": 1 }).as_object().unwrap().clone())),
         ..Default::default()
     };
-    let req = pb::PutObjectsRequest { environment: "qa".into(), objects: vec![local], request_id: String::new() };
+    let req = pb::PutObjectsRequest {
+        environment: "qa".into(),
+        objects: vec![local],
+        request_id: String::new(),
+        ..Default::default()
+    };
     let local_id = admin.environments.put_objects(req).await.unwrap().into_inner().objects[0].id.clone();
 
     // The task is deleted at the source and the package re-extracted.
@@ -1179,7 +1189,8 @@ async fn with_the_package_service_down_nothing_is_written_and_counts_catch_up() 
         .map(|t| pb::ConfigObject { parent: parent.clone(), ..t });
     let mut objects = vec![group, template.clone()];
     objects.extend(tasks);
-    let req = pb::PutObjectsRequest { environment: "dev".into(), objects, request_id: String::new() };
+    let req =
+        pb::PutObjectsRequest { environment: "dev".into(), objects, request_id: String::new(), ..Default::default() };
     admin.environments.put_objects(req).await.unwrap();
     let package = preview_package(&mut alice, "Release checklist", vec![collection("TMPL", &[&template.id])]).await;
     let qa_before = snapshot(&mut admin, "qa").await;

@@ -53,8 +53,12 @@ async fn put_big_template(dev: &DevServices) {
     let mut admin = dev.clients("admin").await;
     let objects = big_template();
     for batch in objects.chunks(5_001) {
-        let req =
-            pb::PutObjectsRequest { environment: "dev".into(), objects: batch.to_vec(), request_id: String::new() };
+        let req = pb::PutObjectsRequest {
+            environment: "dev".into(),
+            objects: batch.to_vec(),
+            request_id: String::new(),
+            ..Default::default()
+        };
         admin.environments.put_objects(req).await.unwrap();
     }
 }

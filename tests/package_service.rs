@@ -216,7 +216,12 @@ async fn re_extraction_adds_a_version_and_earlier_versions_stay_byte_for_byte() 
     let get = pb::GetObjectRequest { environment: "dev".into(), obj_code: "TMPL".into(), id: ONBOARDING_TMPL.into() };
     let mut template = admin.environments.get_object(get).await.unwrap().into_inner();
     template.name = "New Agency Onboarding (2024)".into();
-    let put = pb::PutObjectsRequest { environment: "dev".into(), objects: vec![template], request_id: String::new() };
+    let put = pb::PutObjectsRequest {
+        environment: "dev".into(),
+        objects: vec![template],
+        request_id: String::new(),
+        ..Default::default()
+    };
     admin.environments.put_objects(put).await.unwrap();
 
     let package = pb::Package {

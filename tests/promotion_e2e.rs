@@ -157,7 +157,12 @@ fn payments_api_id() -> String {
 
 async fn seed_globex_dev(admin: &mut Clients) {
     let objects = demo_objects("globex-dev").iter().map(Into::into).collect();
-    let req = pb::PutObjectsRequest { environment: "globex-dev".into(), objects, request_id: String::new() };
+    let req = pb::PutObjectsRequest {
+        environment: "globex-dev".into(),
+        objects,
+        request_id: String::new(),
+        ..Default::default()
+    };
     admin.environments.put_objects(req).await.expect("seed globex-dev");
 }
 
@@ -418,7 +423,12 @@ async fn seed_000_promotion_requests_across_two_installations() {
     let mut fields = struct_to_map(api.fields.as_ref().unwrap());
     fields.insert("description".into(), "Card, wallet, refund and payout payments".into());
     api.fields = Some(map_to_struct(&fields));
-    let put = pb::PutObjectsRequest { environment: "globex-dev".into(), objects: vec![api], request_id: String::new() };
+    let put = pb::PutObjectsRequest {
+        environment: "globex-dev".into(),
+        objects: vec![api],
+        request_id: String::new(),
+        ..Default::default()
+    };
     gina.environments.put_objects(put).await.expect("edit the API in dev");
     let p2 = re_extract(&mut pam, &p).await;
     assert_eq!(p2.version, p.version + 1);

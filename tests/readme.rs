@@ -190,7 +190,7 @@ const EXPECTATIONS: &[Expect] = &[
     Expect::new("promotion promote --to qa", &["TO_BE_VALIDATED", "\"Agency offboarding\" version 1", "Agency offboarding"]),
     Expect::new(
         r#"promotion prerun --request "$REQUEST""#,
-        &["Logged in as bob", "CREATE=14 USEEXISTING=17", "USEEXISTING  HISTORY", "Finance", "ACCEPTED", "looks good"],
+        &["Logged in as bob", "CREATE=14 USEEXISTING=17", "USEEXISTING  HISTORY", "Collisions:", "Not applied:", "Finance", "ACCEPTED", "looks good"],
     ),
     Expect::new("promotion objects put --env dev offboarding.json", &["Logged in as erin", "Stored 1 object(s) in dev"]),
     Expect::new("--refresh", &["Logged in as alice", "version 2", "yes: installed there before"]),
@@ -205,7 +205,11 @@ const EXPECTATIONS: &[Expect] = &[
         ],
     ),
     Expect::new("planned_duration_days\"))", &["New Agency Offboarding 10", "New Agency Onboarding 21"]),
-    Expect::new("promotion objects delete", &["PERMISSION_DENIED", "environment.write", "exit status 1"]),
+    Expect::new(
+        "promotion objects delete",
+        &["without confirmation: standard input is not a terminal; add --yes", "error: PERMISSION_DENIED: ", "environment.write", "exit status 1"],
+    )
+    .never(&["PERMISSION_DENIED PERMISSION_DENIED"]),
     Expect::new("promotion audit --env qa", &["Logged in as admin", "PROMOTION_ACCEPTED", "INSTALLATION_ROLLED_BACK"]),
     Expect::new(
         "promotion package list --output json",
@@ -222,7 +226,17 @@ const EXPECTATIONS: &[Expect] = &[
     ),
     Expect::new(r#"Bearer $BOB" -d '{"environment": "qa"}'"#, &["Code: PermissionDenied", "audit.read", ERROR_EXIT]),
     // Configuration: operator tools.
-    Expect::new("promotion check-config", &["valid installation service configuration", "$argon2id$"]),
+    Expect::new(
+        "promotion check-config",
+        &[
+            "auth.signing_key is not set: set PROMOTION_AUTH__SIGNING_KEY",
+            "service_credentials.client_secret is not set: set PROMOTION_SERVICE_CREDENTIALS__CLIENT_SECRET",
+            "exit status 1",
+            "valid installation service configuration",
+            "$argon2id$",
+            "promotion.v1.EnvironmentService: SERVING",
+        ],
+    ),
 ];
 
 #[derive(Debug)]

@@ -57,6 +57,7 @@ async fn put(c: &mut Clients, env: &str, objects: Vec<pb::ConfigObject>) {
                 environment: env.into(),
                 objects: chunk.to_vec(),
                 request_id: String::new(),
+                ..Default::default()
             })
             .await
             .unwrap();
@@ -257,6 +258,7 @@ async fn mixed_load_soak_has_no_unexpected_errors_and_flat_memory() {
                     environment: "qa".into(),
                     objects: vec![group],
                     request_id: String::new(),
+                    ..Default::default()
                 })
                 .await
                 .unwrap();
@@ -340,6 +342,7 @@ async fn oversized_messages_and_page_sizes_are_rejected_cleanly() {
             environment: "qa".into(),
             objects: vec![object],
             request_id: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -21,6 +21,18 @@ pub fn free_addr() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
 }
 
+/// `promotion` with none of the tester's own `PROMOTION_*` variables: a configuration
+/// override or a client setting in the shell that runs the tests must not change them.
+pub fn promotion_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_promotion"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("PROMOTION_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
 /// `promotion dev` running as a child process; killed on drop.
 pub struct DevServices {
     pub child: Child,
@@ -38,7 +50,7 @@ impl DevServices {
     pub async fn start_in(data_dir: tempfile::TempDir) -> DevServices {
         let package_addr = free_addr();
         let installation_addr = free_addr();
-        let child = Command::new(env!("CARGO_BIN_EXE_promotion"))
+        let child = promotion_command()
             .args(["dev", "--data-dir"])
             .arg(data_dir.path())
             .args(["--package-addr", &package_addr.to_string(), "--installation-addr", &installation_addr.to_string()])
@@ -240,7 +252,7 @@ impl SplitServices {
     }
 
     fn spawn(&self, sub: &str, config: &str) -> Child {
-        Command::new(env!("CARGO_BIN_EXE_promotion"))
+        promotion_command()
             .args([sub, "--config"])
             .arg(self.dir.path().join(config))
             .env("RUST_LOG", "warn")

@@ -1,115 +1,30 @@
-//! Where the client connects and as whom: server addresses, the cached token file, and
-//! typed gRPC clients that carry the bearer token and a deadline on every call.
-use std::path::{Path, PathBuf};
+//! Where the client connects and as whom: the profile's servers and token, and typed gRPC
+//! clients that carry the bearer token and a deadline on every call. A call about an
+//! environment goes to the installation service that hosts it, as the environment
+//! directory says; the addresses are cached in the profile.
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use tokio::sync::OnceCell;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
 
 use super::error::CliError;
+use super::profiles::{config_dir, Profile, Store, DEFAULT_PROFILE};
 use super::GlobalArgs;
 use promotion_api::status::status;
 use promotion_api::v1 as pb;
 
+pub use super::profiles::CachedToken;
+
 pub const DEFAULT_PACKAGE_ADDR: &str = "http://127.0.0.1:50051";
 pub const DEFAULT_INSTALLATION_ADDR: &str = "http://127.0.0.1:50052";
-const TOKEN_FILE: &str = "token.json";
 /// Responses can be large (a pre-run of a big package); the services bound them anyway.
 const MAX_MESSAGE: usize = 64 * 1024 * 1024;
-
-/// What `promotion login` leaves behind for the other commands. Never holds the secret.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CachedToken {
-    pub access_token: String,
-    pub expire_time: Option<DateTime<Utc>>,
-    pub subject: String,
-    pub organization: String,
-    pub package_server: String,
-    pub installation_server: String,
-}
-
-/// The directory holding the token file: `--config-dir` / PROMOTION_CONFIG_DIR, else
-/// `$XDG_CONFIG_HOME/promotion`, else `~/.config/promotion`.
-pub fn config_dir(explicit: Option<&Path>) -> Result<PathBuf, CliError> {
-    if let Some(dir) = explicit {
-        return Ok(dir.to_path_buf());
-    }
-    let non_empty = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
-    if let Some(xdg) = non_empty("XDG_CONFIG_HOME") {
-        return Ok(xdg.join("promotion"));
-    }
-    non_empty("HOME").map(|home| home.join(".config").join("promotion")).ok_or_else(|| {
-        CliError::usage("cannot tell where to keep the token: set PROMOTION_CONFIG_DIR, XDG_CONFIG_HOME or HOME")
-    })
-}
-
-pub fn token_path(dir: &Path) -> PathBuf {
-    dir.join(TOKEN_FILE)
-}
-
-pub fn read_token(dir: &Path) -> Result<Option<CachedToken>, CliError> {
-    let path = token_path(dir);
-    match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-            CliError::failed(format!("{} is not a token file ({e}); run `promotion login` again", path.display()))
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(CliError::failed(format!("cannot read {}: {e}", path.display()))),
-    }
-}
-
-/// Writes the token readable by its owner only (0600, directory 0700), replacing any
-/// earlier one in a single rename so a reader never sees half a file.
-pub fn write_token(dir: &Path, token: &CachedToken) -> Result<PathBuf, CliError> {
-    let io = |what: &str, p: &Path, e: std::io::Error| CliError::failed(format!("cannot {what} {}: {e}", p.display()));
-    create_private_dir(dir).map_err(|e| io("create", dir, e))?;
-    let path = token_path(dir);
-    let tmp = dir.join(format!(".{TOKEN_FILE}.{}", std::process::id()));
-    let body = serde_json::to_vec_pretty(token).map_err(|e| CliError::failed(e.to_string()))?;
-    write_private_file(&tmp, &body).map_err(|e| io("write", &tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| io("replace", &path, e))?;
-    Ok(path)
-}
-
-/// Removes the cached token; true when there was one.
-pub fn remove_token(dir: &Path) -> Result<bool, CliError> {
-    let path = token_path(dir);
-    match std::fs::remove_file(&path) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(CliError::failed(format!("cannot remove {}: {e}", path.display()))),
-    }
-}
-
-#[cfg(unix)]
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
-}
-
-#[cfg(not(unix))]
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)
-}
-
-#[cfg(unix)]
-fn write_private_file(path: &Path, body: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
-    f.write_all(body)?;
-    f.sync_all()
-}
-
-#[cfg(not(unix))]
-fn write_private_file(path: &Path, body: &[u8]) -> std::io::Result<()> {
-    std::fs::write(path, body)
-}
 
 /// Accepts `host:port` as well as a URL.
 pub fn normalize_address(address: &str) -> String {
@@ -135,6 +50,10 @@ impl tonic::service::Interceptor for Bearer {
 }
 
 pub type Authed = InterceptedService<Channel, Bearer>;
+pub type EnvironmentClient = pb::environment_service_client::EnvironmentServiceClient<Authed>;
+pub type InstallationClient = pb::installation_service_client::InstallationServiceClient<Authed>;
+pub type PromotionClient = pb::promotion_service_client::PromotionServiceClient<Authed>;
+pub type AuditClient = pb::audit_service_client::AuditServiceClient<Authed>;
 
 /// Where the token of this invocation comes from, for a helpful message when it is missing.
 enum TokenState {
@@ -143,53 +62,81 @@ enum TokenState {
     Expired(DateTime<Utc>),
 }
 
-/// Resolved addresses and token of one invocation, with lazily opened channels.
+/// Resolved profile, addresses and token of one invocation, with lazily opened channels.
 pub struct Session {
+    pub profile_name: String,
     pub package_addr: String,
+    /// The installation service that answers for the environment directory and for calls
+    /// that name no environment.
     pub installation_addr: String,
-    pub config_dir: Option<PathBuf>,
+    pub store: Option<Store>,
+    profile: Mutex<Profile>,
     token: TokenState,
     timeout: Duration,
-    package: OnceCell<Channel>,
-    installation: OnceCell<Channel>,
+    channels: tokio::sync::Mutex<HashMap<String, Channel>>,
+    /// The directory, read at most once per invocation.
+    directory: tokio::sync::OnceCell<Vec<pb::Environment>>,
 }
 
 impl Session {
-    /// Flags and environment variables win over what `login` cached, which wins over the
+    /// Flags and environment variables win over the profile, which wins over the
     /// development-mode defaults.
     pub fn new(global: &GlobalArgs) -> Result<Session, CliError> {
-        let config_dir = config_dir(global.config_dir.as_deref()).ok();
-        let cached = match &config_dir {
-            Some(dir) => read_token(dir)?,
-            None => None,
+        let store = config_dir(global.config_dir.as_deref()).ok().map(Store::new);
+        let profile_name = match (&global.profile, &store) {
+            (Some(p), _) => p.clone(),
+            (None, Some(s)) => s.current()?,
+            (None, None) => DEFAULT_PROFILE.into(),
         };
-        let pick = |flag: &Option<String>, cached: Option<&String>, default: &str| {
-            normalize_address(flag.as_deref().or(cached.map(String::as_str)).unwrap_or(default))
+        super::profiles::check_name(&profile_name)?;
+        let profile = match &store {
+            Some(s) => s.load(&profile_name)?.unwrap_or_default(),
+            None => Profile::default(),
         };
-        let package_addr =
-            pick(&global.package_server, cached.as_ref().map(|c| &c.package_server), DEFAULT_PACKAGE_ADDR);
-        let installation_addr = pick(
-            &global.installation_server,
-            cached.as_ref().map(|c| &c.installation_server),
-            DEFAULT_INSTALLATION_ADDR,
-        );
-        let token = match (&global.token, cached) {
+        let pick = |flag: &Option<String>, saved: &Option<String>, default: &str| {
+            normalize_address(flag.as_deref().or(saved.as_deref()).unwrap_or(default))
+        };
+        let package_addr = pick(&global.package_server, &profile.package_server, DEFAULT_PACKAGE_ADDR);
+        let installation_addr =
+            pick(&global.installation_server, &profile.installation_server, DEFAULT_INSTALLATION_ADDR);
+        let token = match (&global.token, &profile.token) {
             (Some(t), _) => TokenState::Ready(t.trim().to_string()),
             (None, Some(c)) => match c.expire_time {
                 Some(t) if t <= Utc::now() => TokenState::Expired(t),
-                _ => TokenState::Ready(c.access_token),
+                _ => TokenState::Ready(c.access_token.clone()),
             },
             (None, None) => TokenState::Missing,
         };
         Ok(Session {
+            profile_name,
             package_addr,
             installation_addr,
-            config_dir,
+            store,
+            profile: Mutex::new(profile),
             token,
-            timeout: Duration::from_secs(global.timeout.max(1)),
-            package: OnceCell::new(),
-            installation: OnceCell::new(),
+            timeout: Duration::from_secs(global.timeout.unwrap_or(120).max(1)),
+            channels: tokio::sync::Mutex::new(HashMap::new()),
+            directory: tokio::sync::OnceCell::new(),
         })
+    }
+
+    /// The store, or why there is none.
+    pub fn store(&self) -> Result<&Store, CliError> {
+        self.store.as_ref().ok_or_else(|| {
+            CliError::usage("cannot tell where to keep profiles: set PROMOTION_CONFIG_DIR, XDG_CONFIG_HOME or HOME")
+        })
+    }
+
+    /// A copy of this invocation's profile as loaded (plus what it learnt since).
+    pub fn profile(&self) -> Profile {
+        self.profile.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Saves the profile after `change`.
+    pub fn update_profile(&self, change: impl FnOnce(&mut Profile)) -> Result<std::path::PathBuf, CliError> {
+        let mut profile = self.profile.lock().unwrap_or_else(|p| p.into_inner());
+        change(&mut profile);
+        self.store()?.save(&self.profile_name, &profile)
     }
 
     /// A request carrying this invocation's deadline.
@@ -203,13 +150,20 @@ impl Session {
         let token = match &self.token {
             TokenState::Ready(t) => t,
             TokenState::Missing => {
+                let profile = if self.profile_name == DEFAULT_PROFILE {
+                    String::new()
+                } else {
+                    format!(" (profile {})", self.profile_name)
+                };
                 return Err(status(
                     Code::Unauthenticated,
                     "NOT_LOGGED_IN",
-                    "not logged in: run `promotion login` first (or pass --token / set PROMOTION_TOKEN)",
+                    format!(
+                        "not logged in{profile}: run `promotion login` first (or pass --token / set PROMOTION_TOKEN)"
+                    ),
                     [],
                 )
-                .into())
+                .into());
             }
             TokenState::Expired(t) => {
                 return Err(status(
@@ -227,63 +181,184 @@ impl Session {
         Ok(Bearer(Some(value)))
     }
 
-    async fn package_channel(&self) -> Result<Channel, CliError> {
-        self.package.get_or_try_init(|| connect("package service", &self.package_addr)).await.cloned()
-    }
-
-    async fn installation_channel(&self) -> Result<Channel, CliError> {
-        self.installation.get_or_try_init(|| connect("installation service", &self.installation_addr)).await.cloned()
+    async fn channel(&self, service: &'static str, address: &str) -> Result<Channel, CliError> {
+        let mut channels = self.channels.lock().await;
+        if let Some(c) = channels.get(address) {
+            return Ok(c.clone());
+        }
+        let channel = connect(service, address).await?;
+        channels.insert(address.to_string(), channel.clone());
+        Ok(channel)
     }
 
     /// AuthService without a token (IssueToken needs none).
     pub async fn anonymous_auth(&self) -> Result<pb::auth_service_client::AuthServiceClient<Authed>, CliError> {
-        Ok(pb::auth_service_client::AuthServiceClient::with_interceptor(self.package_channel().await?, Bearer(None)))
+        let channel = self.channel("package service", &self.package_addr).await?;
+        Ok(pb::auth_service_client::AuthServiceClient::with_interceptor(channel, Bearer(None)))
     }
 
     pub async fn auth(&self) -> Result<pb::auth_service_client::AuthServiceClient<Authed>, CliError> {
         let bearer = self.bearer()?;
-        Ok(pb::auth_service_client::AuthServiceClient::with_interceptor(self.package_channel().await?, bearer))
+        let channel = self.channel("package service", &self.package_addr).await?;
+        Ok(pb::auth_service_client::AuthServiceClient::with_interceptor(channel, bearer))
     }
 
     pub async fn packages(&self) -> Result<pb::package_service_client::PackageServiceClient<Authed>, CliError> {
         let bearer = self.bearer()?;
-        Ok(pb::package_service_client::PackageServiceClient::with_interceptor(self.package_channel().await?, bearer)
+        let channel = self.channel("package service", &self.package_addr).await?;
+        Ok(pb::package_service_client::PackageServiceClient::with_interceptor(channel, bearer)
             .max_decoding_message_size(MAX_MESSAGE))
     }
 
-    pub async fn environments(
-        &self,
-    ) -> Result<pb::environment_service_client::EnvironmentServiceClient<Authed>, CliError> {
+    pub async fn environments_at(&self, address: &str) -> Result<EnvironmentClient, CliError> {
         let bearer = self.bearer()?;
-        let channel = self.installation_channel().await?;
+        let channel = self.channel("installation service", address).await?;
         Ok(pb::environment_service_client::EnvironmentServiceClient::with_interceptor(channel, bearer)
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE))
     }
 
-    pub async fn installations(
-        &self,
-    ) -> Result<pb::installation_service_client::InstallationServiceClient<Authed>, CliError> {
+    pub async fn installations_at(&self, address: &str) -> Result<InstallationClient, CliError> {
         let bearer = self.bearer()?;
-        let channel = self.installation_channel().await?;
+        let channel = self.channel("installation service", address).await?;
         Ok(pb::installation_service_client::InstallationServiceClient::with_interceptor(channel, bearer)
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE))
     }
 
-    pub async fn promotions(&self) -> Result<pb::promotion_service_client::PromotionServiceClient<Authed>, CliError> {
+    pub async fn promotions_at(&self, address: &str) -> Result<PromotionClient, CliError> {
         let bearer = self.bearer()?;
-        let channel = self.installation_channel().await?;
+        let channel = self.channel("installation service", address).await?;
         Ok(pb::promotion_service_client::PromotionServiceClient::with_interceptor(channel, bearer)
             .max_decoding_message_size(MAX_MESSAGE))
     }
 
-    /// The audit trail of the package service (`package == true`) or the installation service.
-    pub async fn audit(&self, package: bool) -> Result<pb::audit_service_client::AuditServiceClient<Authed>, CliError> {
+    pub async fn audit_at(&self, address: &str) -> Result<AuditClient, CliError> {
         let bearer = self.bearer()?;
-        let channel = if package { self.package_channel().await? } else { self.installation_channel().await? };
+        let channel = self.channel("service", address).await?;
         Ok(pb::audit_service_client::AuditServiceClient::with_interceptor(channel, bearer)
             .max_decoding_message_size(MAX_MESSAGE))
+    }
+
+    /// The directory's installation service (calls that name no environment).
+    pub async fn environments(&self) -> Result<EnvironmentClient, CliError> {
+        self.environments_at(&self.installation_addr.clone()).await
+    }
+
+    /// The installation service hosting `environment`.
+    pub async fn environments_for(&self, environment: &str) -> Result<EnvironmentClient, CliError> {
+        self.environments_at(&self.host_of(environment).await?).await
+    }
+
+    pub async fn installations_for(&self, environment: &str) -> Result<InstallationClient, CliError> {
+        self.installations_at(&self.host_of(environment).await?).await
+    }
+
+    pub async fn promotions_for(&self, environment: &str) -> Result<PromotionClient, CliError> {
+        self.promotions_at(&self.host_of(environment).await?).await
+    }
+
+    /// The address of the installation service hosting `environment`: from the profile's
+    /// cache of the directory, else from the directory (read once per invocation, then
+    /// cached); the directory's own service when the environment is not listed (it then
+    /// answers NOT_FOUND as it should).
+    pub async fn host_of(&self, environment: &str) -> Result<String, CliError> {
+        if let Some(address) = self.cached_host(environment) {
+            return Ok(address);
+        }
+        self.read_directory().await?;
+        Ok(self.cached_host(environment).unwrap_or_else(|| self.installation_addr.clone()))
+    }
+
+    fn cached_host(&self, environment: &str) -> Option<String> {
+        let profile = self.profile.lock().unwrap_or_else(|p| p.into_inner());
+        // A cache learnt from another deployment's directory says nothing about this one.
+        if profile.directory_server != self.installation_addr {
+            return None;
+        }
+        profile.environments.get(environment).map(|a| normalize_address(a))
+    }
+
+    /// Every environment of the directory with its host; caches the addresses.
+    pub async fn read_directory(&self) -> Result<Vec<pb::Environment>, CliError> {
+        self.directory.get_or_try_init(|| self.fetch_directory()).await.cloned()
+    }
+
+    async fn fetch_directory(&self) -> Result<Vec<pb::Environment>, CliError> {
+        let mut client = self.environments().await?;
+        let mut environments = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let request = pb::ListEnvironmentsRequest { page_size: 0, page_token };
+            let page = client.list_environments(self.request(request)).await?.into_inner();
+            environments.extend(page.environments);
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            page_token = page.next_page_token;
+        }
+        let hosts: BTreeMap<String, String> =
+            environments.iter().map(|e| (e.id.clone(), e.installation_service.clone())).collect();
+        let directory_server = self.installation_addr.clone();
+        let changed = {
+            let profile = self.profile.lock().unwrap_or_else(|p| p.into_inner());
+            profile.environments != hosts || profile.directory_server != directory_server
+        };
+        if changed {
+            let save = self.store.is_some();
+            let learn = |p: &mut Profile| {
+                p.environments = hosts.clone();
+                p.directory_server = directory_server.clone();
+            };
+            if !save || self.update_profile(learn).is_err() {
+                // Without a writable profile the addresses are still known for this run.
+                learn(&mut self.profile.lock().unwrap_or_else(|p| p.into_inner()));
+            }
+        }
+        Ok(environments)
+    }
+
+    /// Every installation service of the deployment: the directory's first, then each other
+    /// host the directory names.
+    pub async fn installation_services(&self) -> Result<Vec<String>, CliError> {
+        let environments = self.read_directory().await?;
+        let mut addresses = vec![self.installation_addr.clone()];
+        for e in environments {
+            let address = normalize_address(&e.installation_service);
+            if !e.installation_service.is_empty() && !addresses.contains(&address) {
+                addresses.push(address);
+            }
+        }
+        Ok(addresses)
+    }
+
+    /// Asks `lookup` of each installation service in turn until one knows the resource
+    /// (installations, pre-runs and promotion requests live where their environment is
+    /// hosted, and their ids do not say where): the first answer that is not NOT_FOUND.
+    pub async fn find<T, F, Fut>(&self, mut lookup: F) -> Result<(String, T), CliError>
+    where
+        F: FnMut(String) -> Fut,
+        Fut: Future<Output = Result<T, CliError>>,
+    {
+        let addresses = match self.installation_services().await {
+            Ok(addresses) => addresses,
+            // No directory to read (say, not logged in): the lookup's own error says why.
+            Err(_) => vec![self.installation_addr.clone()],
+        };
+        let mut last = None;
+        for address in addresses {
+            match lookup(address.clone()).await {
+                Ok(found) => return Ok((address, found)),
+                Err(CliError::Status(s)) if s.code() == Code::NotFound => last = Some(CliError::Status(s)),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| CliError::failed("no installation service to ask")))
+    }
+
+    /// Forgets the cached hosts (after ENVIRONMENT_NOT_HOSTED: the directory changed).
+    pub fn forget_hosts(&self) {
+        let _ = self.update_profile(|p| p.environments.clear());
     }
 }
 
@@ -313,30 +388,5 @@ mod tests {
     fn addresses_without_a_scheme_get_http() {
         assert_eq!(normalize_address("127.0.0.1:50051"), "http://127.0.0.1:50051");
         assert_eq!(normalize_address("https://promo.example.com/"), "https://promo.example.com");
-    }
-
-    #[test]
-    fn the_token_file_round_trips_and_is_private() {
-        let dir = tempfile::tempdir().unwrap();
-        let nested = dir.path().join("a/b");
-        assert!(read_token(&nested).unwrap().is_none());
-        let token = CachedToken {
-            access_token: "t".into(),
-            expire_time: None,
-            subject: "alice".into(),
-            organization: "acme".into(),
-            package_server: DEFAULT_PACKAGE_ADDR.into(),
-            installation_server: DEFAULT_INSTALLATION_ADDR.into(),
-        };
-        let path = write_token(&nested, &token).unwrap();
-        assert_eq!(read_token(&nested).unwrap().unwrap().subject, "alice");
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
-            assert_eq!(std::fs::metadata(&nested).unwrap().permissions().mode() & 0o777, 0o700);
-        }
-        assert!(remove_token(&nested).unwrap());
-        assert!(!remove_token(&nested).unwrap());
     }
 }

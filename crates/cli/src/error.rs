@@ -17,6 +17,9 @@ pub enum CliError {
     Usage(String),
     /// The call succeeded but the outcome is a failure (an extraction that failed, say).
     Failed(String),
+    /// Nothing went wrong, but the exit status says something (`prerun
+    /// --detailed-exitcode` exits 2 when the plan changes something); nothing is printed.
+    Exit(u8),
 }
 
 impl CliError {
@@ -35,6 +38,15 @@ impl CliError {
             CliError::Connect { .. } => code_name(Code::Unavailable),
             CliError::Usage(_) => "USAGE",
             CliError::Failed(_) => "FAILED",
+            CliError::Exit(_) => "OK",
+        }
+    }
+
+    /// The process exit status for this outcome.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Exit(code) => *code,
+            _ => 1,
         }
     }
 
@@ -48,11 +60,12 @@ impl CliError {
 
     fn message(&self) -> String {
         match self {
-            CliError::Status(s) => s.message().to_string(),
+            CliError::Status(s) => in_cli_terms(self.reason().as_deref(), s.message()),
             CliError::Connect { service, address, detail } => {
                 format!("cannot reach the {service} at {address} ({detail}); is it running? (development mode: `promotion dev`)")
             }
             CliError::Usage(m) | CliError::Failed(m) => m.clone(),
+            CliError::Exit(_) => String::new(),
         }
     }
 
@@ -76,18 +89,50 @@ impl CliError {
     }
 }
 
-/// `CODE REASON: message`, e.g. `FAILED_PRECONDITION INVALID_STATUS_TRANSITION: ...`.
+/// The service's wording of a hint, and how this client says it: the flag that does it.
+const CLI_TERMS: &[(&str, &str, &str)] = &[
+    ("OBJECTS_MODIFIED_SINCE_INSTALL", "roll back with force", "roll back with --force"),
+    ("HAS_CHILDREN", "or set cascade", "or add --cascade"),
+    ("REFERENCED", "set cascade to", "add --cascade to"),
+    ("PRE_RUN_EXPIRED", "run a new one", "run `promotion prerun` again"),
+    ("PRE_RUN_STALE", "nothing was written:", "nothing was written (run `promotion prerun` again):"),
+    ("INVALID_PAGE_TOKEN", "page_token", "--page-token"),
+    ("INVALID_REQUEST_ID", "request_id", "--request-id"),
+    ("REQUEST_ID_REUSED", "request_id", "--request-id"),
+    ("ETAG_MISMATCH", "etag", "--etag"),
+    (
+        "REVISION_MISMATCH",
+        "read them again and re-apply the change",
+        "read them again and re-apply the change (`promotion objects patch` and `objects edit` read the current revision)",
+    ),
+];
+
+/// A service message in the client's terms: hints that name request fields name the
+/// flags instead.
+fn in_cli_terms(reason: Option<&str>, message: &str) -> String {
+    let mut text = message.to_string();
+    for (r, from, to) in CLI_TERMS {
+        if reason == Some(*r) {
+            text = text.replace(from, to);
+        }
+    }
+    text
+}
+
+/// `CODE REASON: message`, e.g. `FAILED_PRECONDITION INVALID_STATUS_TRANSITION: ...`; the
+/// code once when the reason repeats it (`PERMISSION_DENIED: ...`).
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CliError::Status(_) | CliError::Connect { .. } => {
                 write!(f, "{}", self.code())?;
-                if let Some(reason) = self.reason() {
+                if let Some(reason) = self.reason().filter(|r| r != self.code()) {
                     write!(f, " {reason}")?;
                 }
                 write!(f, ": {}", self.message())
             }
             CliError::Usage(m) | CliError::Failed(m) => f.write_str(m),
+            CliError::Exit(_) => Ok(()),
         }
     }
 }
@@ -126,6 +171,34 @@ mod tests {
         let j = e.to_json();
         assert_eq!(j["error"]["reason"], "INVALID_STATUS_TRANSITION");
         assert_eq!(j["error"]["metadata"]["status"], "PUBLIC");
+    }
+
+    #[test]
+    fn errors_name_flags_and_never_double_the_code() {
+        let denied = promotion_api::status::status(
+            Code::PermissionDenied,
+            "PERMISSION_DENIED",
+            "the caller lacks environment.write on environment dev",
+            [],
+        );
+        assert_eq!(
+            CliError::from(denied).to_string(),
+            "PERMISSION_DENIED: the caller lacks environment.write on environment dev"
+        );
+        let modified = promotion_api::status::status(
+            Code::FailedPrecondition,
+            "OBJECTS_MODIFIED_SINCE_INSTALL",
+            "objects changed since the installation (roll back with force to discard those changes): TMPL:x",
+            [],
+        );
+        assert!(CliError::from(modified).to_string().contains("roll back with --force to discard"));
+        let children = promotion_api::status::status(
+            Code::FailedPrecondition,
+            "HAS_CHILDREN",
+            "TMPL:x still owns 3 objects; delete them first or set cascade",
+            [],
+        );
+        assert!(CliError::from(children).to_string().ends_with("delete them first or add --cascade"));
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! How results reach the terminal: output formats, proto3 JSON of the `promotion.v1`
-//! messages, aligned tables, ANSI colour (only on a terminal) and the progress spinner.
+//! How results reach the terminal: output formats (proto3 JSON or YAML of the `promotion.v1`
+//! messages), aligned tables, ANSI colour (only on a terminal), escaping of what the
+//! services send so that no control character reaches the terminal raw, confirmations,
+//! and the progress spinner.
 use std::io::IsTerminal;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -21,6 +23,8 @@ pub enum Format {
     /// The proto3 JSON mapping of the response messages (lowerCamelCase names, enum names,
     /// RFC 3339 timestamps, default values included); `watch` prints one document per line.
     Json,
+    /// The same documents as YAML; `watch` separates them with `---`.
+    Yaml,
     /// Only the id(s) of the resulting resources, one per line, for shell variables.
     Id,
 }
@@ -86,9 +90,67 @@ impl Out {
         format!("\x1b[{}m{text}\x1b[0m", style.code())
     }
 
-    /// Prints a JSON document, pretty.
+    /// JSON or YAML: output for scripts.
+    pub fn structured(&self) -> bool {
+        matches!(self.format, Format::Json | Format::Yaml)
+    }
+
+    /// Prints a document in the chosen structured format (pretty JSON unless YAML).
     pub fn print_json(&self, value: &Json) {
-        println!("{}", serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string()));
+        print!("{}", document(self.format, value));
+    }
+}
+
+/// A document as YAML (for `--output yaml`) or pretty JSON, ending in a newline.
+pub fn document(format: Format, value: &Json) -> String {
+    if format == Format::Yaml {
+        return serde_yaml::to_string(value).unwrap_or_else(|_| value.to_string() + "\n");
+    }
+    serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string()) + "\n"
+}
+
+/// Text from a service (names, ids, messages) made safe for a terminal: control
+/// characters, escape sequences and bidirectional overrides are written as visible
+/// escapes (`\x1b`, `\u{202e}`), so an object name cannot move the cursor, change colours
+/// or reorder what is shown.
+pub fn safe(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}')
+    };
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if unsafe_char(c) && (c as u32) < 0x100 => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if unsafe_char(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Asks `question` on a terminal; without one, refuses with an error that names `--yes`.
+/// `what` says what would be done ("delete package P").
+pub fn confirm(question: &str, what: &str) -> Result<(), CliError> {
+    use std::io::Write;
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError::usage(format!(
+            "refusing to {what} without confirmation: standard input is not a terminal; add --yes"
+        )));
+    }
+    eprint!("{question} [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).map_err(|e| CliError::usage(e.to_string()))?;
+    if matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+        Ok(())
+    } else {
+        Err(CliError::failed(format!("did not {what}: not confirmed")))
     }
 }
 
@@ -100,18 +162,30 @@ pub fn emit<M: ProtoMessage>(
     human: impl FnOnce() -> String,
 ) -> Result<(), CliError> {
     match out.format {
-        Format::Json => out.print_json(&to_json(message)?),
-        Format::Id => ids.iter().for_each(|id| println!("{id}")),
+        Format::Json | Format::Yaml => out.print_json(&to_json(message)?),
+        Format::Id => ids.iter().for_each(|id| println!("{}", safe(id))),
+        Format::Human => print!("{}", human()),
+    }
+    Ok(())
+}
+
+/// [`emit`] for a document that is not a `promotion.v1` message (profiles, deletions).
+pub fn emit_json(out: &Out, doc: &Json, ids: &[String], human: impl FnOnce() -> String) -> Result<(), CliError> {
+    match out.format {
+        Format::Json | Format::Yaml => out.print_json(doc),
+        Format::Id => ids.iter().for_each(|id| println!("{}", safe(id))),
         Format::Human => print!("{}", human()),
     }
     Ok(())
 }
 
 /// A line for people about what is happening, on standard error so that standard
-/// output stays the result; silent for `json` and `id` output.
+/// output stays the result; silent for `json`, `yaml` and `id` output. The text may hold
+/// what a service sent: it is escaped (line breaks of the message itself are kept).
 pub fn note(out: &Out, message: impl AsRef<str>) {
     if out.format == Format::Human {
-        eprintln!("{}", message.as_ref());
+        let lines: Vec<String> = message.as_ref().lines().map(|l| safe(l).into_owned()).collect();
+        eprintln!("{}", lines.join("\n"));
     }
 }
 
@@ -226,13 +300,23 @@ pub fn counts(map: &std::collections::HashMap<String, i64>) -> String {
     or_dash(&text)
 }
 
+/// Text and its style; the text is escaped ([`safe`]) when rendered, the style applied
+/// after, so only our own colour codes reach the terminal.
 pub struct Cell {
     text: String,
     style: Style,
+    /// Already escaped and painted here (a coloured summary): printed as it is.
+    painted: bool,
 }
 
 pub fn cell(text: impl Into<String>, style: Style) -> Cell {
-    Cell { text: text.into(), style }
+    Cell { text: text.into(), style, painted: false }
+}
+
+/// A value this client escaped and coloured itself, for [`details`] only (a table aligns
+/// on text, which colour codes would throw off).
+pub fn painted(text: String) -> Cell {
+    Cell { text, style: Style::Plain, painted: true }
 }
 
 impl From<String> for Cell {
@@ -267,8 +351,13 @@ impl Table {
     }
 
     pub fn render(&self, out: &Out, indent: &str) -> String {
+        let header: Vec<Cell> = self.header.iter().map(|h| cell(*h, Style::Bold)).collect();
+        let rows: Vec<Vec<Cell>> = std::iter::once(&header)
+            .chain(&self.rows)
+            .map(|row| row.iter().map(|c| cell(safe(&c.text).into_owned(), c.style)).collect())
+            .collect();
         let mut widths: Vec<usize> = self.header.iter().map(|h| h.chars().count()).collect();
-        for row in &self.rows {
+        for row in &rows {
             for (i, c) in row.iter().enumerate() {
                 if i < widths.len() {
                     widths[i] = widths[i].max(c.text.chars().count());
@@ -276,8 +365,7 @@ impl Table {
             }
         }
         let mut text = String::new();
-        let header: Vec<Cell> = self.header.iter().map(|h| cell(*h, Style::Bold)).collect();
-        for row in std::iter::once(&header).chain(&self.rows) {
+        for row in &rows {
             let mut line = indent.to_string();
             for (i, c) in row.iter().enumerate() {
                 let last = i + 1 == row.len();
@@ -293,14 +381,15 @@ impl Table {
     }
 }
 
-/// `Label:   value` lines, labels aligned.
-pub fn details(out: &Out, pairs: &[(&str, String)]) -> String {
+/// `Label:   value` lines, labels aligned; values escaped, then styled.
+pub fn details(out: &Out, pairs: &[(&str, Cell)]) -> String {
     let width = pairs.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0) + 1;
     pairs
         .iter()
         .map(|(k, v)| {
             let label = format!("{k}:");
-            format!("{}{} {v}\n", out.paint(Style::Bold, &label), " ".repeat(width - label.chars().count()))
+            let value = if v.painted { v.text.clone() } else { out.paint(v.style, &safe(&v.text)) };
+            format!("{}{} {value}\n", out.paint(Style::Bold, &label), " ".repeat(width - label.chars().count()))
         })
         .collect()
 }
@@ -392,6 +481,27 @@ mod tests {
         let o: pb::ConfigObject = from_json(serde_json::json!({"objCode": "GROUP"})).unwrap();
         assert_eq!(o.obj_code, "GROUP");
         assert!(from_json::<pb::ConfigObject>(serde_json::json!({"objcode": "GROUP"})).is_err());
+    }
+
+    #[test]
+    fn what_services_send_cannot_reach_the_terminal_raw() {
+        assert_eq!(safe("Ops"), "Ops");
+        assert_eq!(safe("a\x1b[2Jb"), "a\\x1b[2Jb");
+        assert_eq!(safe("line\nbreak\u{7}"), "line\\nbreak\\x07");
+        assert_eq!(safe("abc\u{202e}fed"), "abc\\u{202e}fed");
+        assert_eq!(safe("\u{9b}31m"), "\\x9b31m", "the C1 form of CSI");
+        let out = Out { format: Format::Human, color: false };
+        let mut t = Table::new(&["NAME"]);
+        t.row(vec!["\x1b]0;pwned\x07".into()]);
+        assert!(!t.render(&out, "").contains('\x1b'));
+        assert!(!details(&out, &[("Name", "x\x1by".into())]).contains('\x1b'));
+    }
+
+    #[test]
+    fn documents_print_as_json_or_yaml() {
+        let doc = serde_json::json!({"a": [1, 2], "b": "x"});
+        assert_eq!(document(Format::Yaml, &doc), "a:\n- 1\n- 2\nb: x\n");
+        assert!(document(Format::Json, &doc).starts_with("{\n  \"a\""));
     }
 
     #[test]

@@ -14,15 +14,24 @@ pub struct Root {
     pub name: String,
 }
 
+/// An object type code as typed: type codes are upper case (`tmpl` is `TMPL`).
+pub fn parse_type(text: &str) -> Result<String, String> {
+    let code = text.trim();
+    if code.is_empty() {
+        return Err("a type code is needed, e.g. TMPL".into());
+    }
+    Ok(code.to_ascii_uppercase())
+}
+
 pub fn parse_root(text: &str) -> Result<Root, String> {
     let mut parts = text.splitn(3, ':');
-    let obj_code = parts.next().unwrap_or_default().trim();
+    let obj_code = parts.next().unwrap_or_default().trim().to_ascii_uppercase();
     let id = parts.next().unwrap_or_default().trim();
     let name = parts.next().unwrap_or_default().trim();
     if obj_code.is_empty() || id.is_empty() {
         return Err(format!("{text:?} is not TYPE:ID[:NAME] (e.g. TMPL:6419b8b9001151ee258921a4f7597bb2)"));
     }
-    Ok(Root { obj_code: obj_code.to_string(), id: id.to_string(), name: name.to_string() })
+    Ok(Root { obj_code, id: id.to_string(), name: name.to_string() })
 }
 
 /// Groups roots by type, keeping the order in which types were first named (the
@@ -94,7 +103,7 @@ pub fn parse_override(text: &str) -> Result<Override, String> {
         }
         _ => {}
     }
-    Ok(Override { obj_code: obj_code.trim().to_string(), id: id.trim().to_string(), entry })
+    Ok(Override { obj_code: obj_code.trim().to_ascii_uppercase(), id: id.trim().to_string(), entry })
 }
 
 /// The translation-map overrides of a CreateInstallation or AcceptPromotionRequest.
@@ -159,6 +168,14 @@ mod tests {
         assert_eq!(parse_root(&format!("TMPL:{ID}")).unwrap().name, "");
         assert!(parse_root("TMPL").is_err());
         assert!(parse_root(":abc").is_err());
+    }
+
+    #[test]
+    fn type_codes_are_case_insensitive() {
+        assert_eq!(parse_type("tmpl").unwrap(), "TMPL");
+        assert_eq!(parse_root(&format!("tmpl:{ID}")).unwrap().obj_code, "TMPL");
+        assert_eq!(parse_override(&format!("group:{ID}=ignore")).unwrap().obj_code, "GROUP");
+        assert!(parse_type(" ").is_err());
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! Service configuration: the TOML schema, `PROMOTION_*` / `--set` overrides, and the
-//! validation `promotion check-config` runs.
+//! Service configuration: the TOML schema, `PROMOTION_*` / `--set` overrides, client
+//! secrets given at start (the bootstrap of a fresh deployment), and the validation
+//! `promotion check-config` runs.
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -41,6 +42,23 @@ pub struct Config {
     /// Extra catalog files (TOML or JSON) next to the built-in `workfront` and `apim`.
     #[serde(default)]
     pub catalog_files: Vec<PathBuf>,
+    /// Package services: client secrets given at start rather than as a `secret_hash` in
+    /// the file, so that a fresh deployment has a client someone can log in with and no
+    /// published secret: client id -> the secret, or its argon2id hash. Normally set as
+    /// `PROMOTION_SECRETS__<CLIENT_ID>` (capitals, `-` written `_`). Hashed when loaded.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, String>,
+    /// Reserved: `storage.database_url` (`PROMOTION_DATABASE_URL`) will select a database
+    /// store. This version keeps its store in `data_dir` and refuses a value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageConfig>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    #[serde(default)]
+    pub database_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,6 +73,9 @@ pub enum LogFormat {
 #[serde(deny_unknown_fields)]
 pub struct ServiceCredentials {
     pub client_id: String,
+    /// Normally given as PROMOTION_SERVICE_CREDENTIALS__CLIENT_SECRET; validation names
+    /// that variable when it is missing.
+    #[serde(default)]
     pub client_secret: String,
 }
 
@@ -62,6 +83,9 @@ pub struct ServiceCredentials {
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
     /// Shared HMAC-SHA256 key both services use to sign and verify tokens (≥ 32 bytes).
+    /// Normally given as PROMOTION_AUTH__SIGNING_KEY; may be left out of the file, and
+    /// validation then says which variable to set.
+    #[serde(default)]
     pub signing_key: String,
     #[serde(default = "default_token_ttl")]
     pub default_ttl_seconds: i64,
@@ -145,7 +169,9 @@ pub struct EnvironmentEntry {
 #[serde(deny_unknown_fields)]
 pub struct ClientEntry {
     pub id: String,
-    /// PHC string from `promotion hash-secret` (argon2id). Never the secret itself.
+    /// PHC string from `promotion hash-secret` (argon2id). Never the secret itself. May be
+    /// left out when `secrets` (PROMOTION_SECRETS__<ID>) gives the client's secret.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub secret_hash: String,
     pub organization: String,
     #[serde(default)]
@@ -169,12 +195,43 @@ pub enum ServiceKind {
 
 impl Config {
     /// Reads a TOML file, applies `PROMOTION_*` environment variables and then `--set`
-    /// overrides (`key.path=value`), and deserialises the result.
+    /// overrides (`key.path=value`), deserialises the result and hashes the client secrets
+    /// given in `secrets`.
     pub fn load(path: &Path, sets: &[String]) -> Result<Config, String> {
+        Config::load_with_env(path, sets, std::env::vars())
+    }
+
+    /// [`Config::load`] with the environment given explicitly (what a service in a
+    /// container or unit would see).
+    pub fn load_with_env(
+        path: &Path,
+        sets: &[String],
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let mut value: toml::Value = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        apply_overrides(&mut value, env_overrides(std::env::vars()), sets)?;
-        value.try_into().map_err(|e: toml::de::Error| format!("{}: {e}", path.display()))
+        apply_overrides(&mut value, env_overrides(env.into_iter()), sets)?;
+        let mut config: Config = value.try_into().map_err(|e: toml::de::Error| format!("{}: {e}", path.display()))?;
+        config.hash_given_secrets();
+        Ok(config)
+    }
+
+    /// Gives each client named in `secrets` its secret hash (the value itself when it is
+    /// already an argon2id hash). A secret from the environment wins over the file's hash,
+    /// as every override does.
+    fn hash_given_secrets(&mut self) {
+        for (key, value) in &self.secrets {
+            let hash = if argon2::PasswordHash::new(value).is_ok() {
+                value.clone()
+            } else if value.is_empty() {
+                continue;
+            } else {
+                crate::secrets::hash_secret(value)
+            };
+            for client in self.clients.iter_mut().filter(|c| secret_key(&c.id) == secret_key(key)) {
+                client.secret_hash = hash.clone();
+            }
+        }
     }
 
     /// Semantic checks beyond the schema. Returns every problem found, not just the first.
@@ -187,8 +244,24 @@ impl Config {
                 Err(e) => problems.push(e),
             }
         }
-        if self.auth.signing_key.len() < 32 {
+        if self.auth.signing_key.is_empty() {
+            problems.push(missing("auth.signing_key", "a random key of at least 32 bytes (openssl rand -base64 48)"));
+        } else if is_placeholder(&self.auth.signing_key) {
+            problems.push(placeholder("auth.signing_key"));
+        } else if self.auth.signing_key.len() < 32 {
             problems.push("auth.signing_key must be at least 32 bytes".into());
+        }
+        if let Some(credentials) = &self.service_credentials {
+            check_secret(&mut problems, "service_credentials.client_secret", &credentials.client_secret);
+        }
+        if let Some(url) = self.storage.as_ref().and_then(|s| s.database_url.as_ref()) {
+            if !url.is_empty() {
+                problems.push(format!(
+                    "storage.database_url ({}) is reserved for a database store this version does not have; \
+                     unset it: the store lives in data_dir",
+                    env_var("storage.database_url")
+                ));
+            }
         }
         if self.auth.default_ttl_seconds <= 0 || self.auth.max_ttl_seconds < self.auth.default_ttl_seconds {
             problems.push("auth: need 0 < default_ttl_seconds <= max_ttl_seconds".into());
@@ -234,8 +307,8 @@ impl Config {
                     problems.push(format!("environment {}: unknown catalog {c}", env.id));
                 }
             }
-            if !env.installation_service.starts_with("http://") && !env.installation_service.starts_with("https://") {
-                problems.push(format!("environment {}: installation_service must be an http(s):// address", env.id));
+            if let Err(e) = check_url(&env.installation_service) {
+                problems.push(format!("environment {}: installation_service {e}", env.id));
             }
         }
         let mut clients = BTreeSet::new();
@@ -246,7 +319,19 @@ impl Config {
             if !orgs.contains(client.organization.as_str()) {
                 problems.push(format!("client {}: unknown organization {}", client.id, client.organization));
             }
-            if argon2::PasswordHash::new(&client.secret_hash).is_err() {
+            if client.secret_hash.is_empty() {
+                problems.push(format!(
+                    "client {}: no secret: set {} (the secret, or `promotion hash-secret` of it) or its secret_hash",
+                    client.id,
+                    env_var(&format!("secrets.{}", secret_key(&client.id)))
+                ));
+            } else if PUBLISHED_SECRET_HASHES.contains(&client.secret_hash.as_str()) {
+                problems.push(format!(
+                    "client {}: secret_hash is the hash of a placeholder secret this repository published; \
+                     replace it",
+                    client.id
+                ));
+            } else if argon2::PasswordHash::new(&client.secret_hash).is_err() {
                 problems
                     .push(format!("client {}: secret_hash is not a PHC hash (use `promotion hash-secret`)", client.id));
             }
@@ -264,6 +349,22 @@ impl Config {
                 }
             }
         }
+        // Only a package service has clients; an installation service ignores `secrets`.
+        for (key, value) in self.secrets.iter().filter(|_| kind == ServiceKind::Package) {
+            let path = format!("secrets.{key}");
+            let clients = self.clients.iter().filter(|c| secret_key(&c.id) == secret_key(key)).count();
+            if clients == 0 {
+                problems.push(format!("{path} ({}) names no client of [[clients]]", env_var(&path)));
+            } else if clients > 1 {
+                problems.push(format!(
+                    "{path} ({}) matches {clients} clients; their ids differ only in - and _",
+                    env_var(&path)
+                ));
+            }
+            if argon2::PasswordHash::new(value).is_err() {
+                check_secret(&mut problems, &path, value);
+            }
+        }
         match kind {
             ServiceKind::Package => {
                 if self.clients.is_empty() {
@@ -271,8 +372,13 @@ impl Config {
                 }
             }
             ServiceKind::Installation => {
-                if self.package_service.is_none() {
-                    problems.push("an installation service needs package_service".into());
+                match &self.package_service {
+                    None => problems.push("an installation service needs package_service".into()),
+                    Some(url) => {
+                        if let Err(e) = check_url(url) {
+                            problems.push(format!("package_service {e}"));
+                        }
+                    }
                 }
                 if self.hosted_environments.is_empty() {
                     problems.push("an installation service needs hosted_environments".into());
@@ -291,6 +397,29 @@ impl Config {
         }
     }
 
+    /// The secrets of this configuration that development mode publishes (its signing
+    /// key, its demo clients' secrets): fine for trying things, never for a deployment.
+    /// `check-config` refuses them; a service started with them warns.
+    pub fn demo_secrets(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        let mut check = |path: &str, value: &str| {
+            if DEMO_SECRETS.contains(&value) {
+                found.push(format!(
+                    "{path} is a secret development mode publishes: set {} to a secret of your own",
+                    env_var(path)
+                ));
+            }
+        };
+        check("auth.signing_key", &self.auth.signing_key);
+        if let Some(credentials) = &self.service_credentials {
+            check("service_credentials.client_secret", &credentials.client_secret);
+        }
+        for (key, value) in &self.secrets {
+            check(&format!("secrets.{key}"), value);
+        }
+        found
+    }
+
     pub fn environment(&self, id: &str) -> Option<&EnvironmentEntry> {
         self.environments.iter().find(|e| e.id == id)
     }
@@ -307,28 +436,127 @@ fn is_valid_name(id: &str) -> bool {
     (1..=63).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
-/// `PROMOTION_LIMITS__MAX_PAGE_SIZE=500` becomes `limits.max_page_size=500`. The
-/// variables the CLI itself reads (config path, server addresses) are not config keys.
-fn env_overrides(vars: impl Iterator<Item = (String, String)>) -> Vec<String> {
-    const NOT_KEYS: &[&str] = &[
-        "CONFIG",
-        "PACKAGE_ADDR",
-        "INSTALLATION_ADDR",
-        "TOKEN",
-        "SERVER",
-        "OUTPUT",
-        "CONFIG_DIR",
-        "CLIENT_ID",
-        "CLIENT_SECRET",
-    ];
-    vars.filter_map(|(k, v)| {
-        let key = k.strip_prefix("PROMOTION_")?;
-        if NOT_KEYS.contains(&key) {
-            return None;
+/// The top-level keys a `PROMOTION_<KEY>` variable overrides (`PROMOTION_LISTEN`).
+pub const TOP_LEVEL_KEYS: &[&str] = &[
+    "listen",
+    "admin_listen",
+    "data_dir",
+    "log_format",
+    "package_service",
+    "hosted_environments",
+    "organizations",
+    "environments",
+    "clients",
+    "catalog_files",
+];
+
+/// The sections whose keys `PROMOTION_<SECTION>__<KEY>` variables override
+/// (`PROMOTION_AUTH__SIGNING_KEY`).
+pub const SECTIONS: &[&str] = &["auth", "limits", "service_credentials", "secrets", "storage"];
+
+/// Short names kept for keys people expect a conventional variable for.
+const ALIASES: &[(&str, &str)] = &[("PROMOTION_DATABASE_URL", "storage.database_url")];
+
+/// The configuration key a variable overrides, if it is in the configuration's namespace:
+/// `PROMOTION_<TOP_LEVEL_KEY>`, `PROMOTION_<SECTION>__<KEY>` (deeper levels also joined by
+/// `__`) or an alias. Everything else — the command line's and development mode's own
+/// variables (`PROMOTION_CONFIG`, `PROMOTION_DEV_DATA_DIR`, `PROMOTION_TOKEN`...) — is never
+/// read as configuration, so a variable meant for them cannot break a service.
+pub fn env_override_key(name: &str) -> Option<String> {
+    if let Some((_, key)) = ALIASES.iter().find(|(alias, _)| *alias == name) {
+        return Some(key.to_string());
+    }
+    let rest = name.strip_prefix("PROMOTION_")?.to_ascii_lowercase();
+    match rest.split_once("__") {
+        Some((section, key)) if SECTIONS.contains(&section) && !key.is_empty() => {
+            Some(format!("{section}.{}", key.replace("__", ".")))
         }
-        Some(format!("{}={v}", key.to_ascii_lowercase().replace("__", ".")))
-    })
-    .collect()
+        None if TOP_LEVEL_KEYS.contains(&rest.as_str()) => Some(rest),
+        _ => None,
+    }
+}
+
+/// The variable that overrides `key` (`auth.signing_key` -> `PROMOTION_AUTH__SIGNING_KEY`),
+/// for messages that tell an operator what to set.
+pub fn env_var(key: &str) -> String {
+    if let Some((alias, _)) = ALIASES.iter().find(|(_, k)| *k == key) {
+        return alias.to_string();
+    }
+    format!("PROMOTION_{}", key.to_ascii_uppercase().replace('-', "_").replace('.', "__"))
+}
+
+/// How a client id is spelt as a `secrets` key: environment variable names have no `-`
+/// and come lowercased.
+fn secret_key(id: &str) -> String {
+    id.to_ascii_lowercase().replace('-', "_")
+}
+
+/// Secrets development mode uses; published in this repository, so never for a deployment.
+pub const DEMO_SECRETS: &[&str] = &[
+    "development-mode-signing-key-do-not-use-in-production",
+    "admin-secret",
+    "alice-secret",
+    "bob-secret",
+    "erin-secret",
+    "gina-secret",
+    "victor-secret",
+    "installation-service-secret",
+];
+
+/// Hashes this repository's example files once shipped, of secrets written next to them.
+const PUBLISHED_SECRET_HASHES: &[&str] = &[
+    "$argon2id$v=19$m=19456,t=2,p=1$Q0/EKzoOuXkcMKHMABDtyw$1w+ZTnQTgkhQFK2bhIC6qF94Yu95aT59JOhLv/cW1ds",
+    "$argon2id$v=19$m=19456,t=2,p=1$NZb0G7RisS6lRpQdcZz7Rw$T3wdWV1Y6tvNLyWYEolPTXcayM/LegJvyEXr2vNoBkA",
+];
+
+/// The shortest secret a client may be given in a configuration.
+const MIN_SECRET_CHARS: usize = 16;
+
+/// A value the example files tell people to replace.
+fn is_placeholder(value: &str) -> bool {
+    let upper = value.to_ascii_uppercase();
+    ["REPLACE-ME", "REPLACE_ME", "CHANGE-ME", "CHANGEME", "<SECRET>"].iter().any(|p| upper.contains(p))
+}
+
+fn missing(key: &str, what: &str) -> String {
+    format!("{key} is not set: set {} to {what}, or write it in the file", env_var(key))
+}
+
+fn placeholder(key: &str) -> String {
+    format!("{key} is a published placeholder: set {} to a secret of your own", env_var(key))
+}
+
+fn check_secret(problems: &mut Vec<String>, key: &str, value: &str) {
+    if value.is_empty() {
+        problems.push(missing(key, "the secret"));
+    } else if is_placeholder(value) {
+        problems.push(placeholder(key));
+    } else if value.chars().count() < MIN_SECRET_CHARS {
+        problems.push(format!("{key} must be at least {MIN_SECRET_CHARS} characters"));
+    }
+}
+
+/// Service addresses are URLs: `http://host:port` or `https://host:port`.
+fn check_url(url: &str) -> Result<(), String> {
+    let bad = || format!("{url:?} is not a URL: write http://HOST:PORT or https://HOST:PORT");
+    let uri: http::Uri = url.parse().map_err(|_| bad())?;
+    let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
+    let host_ok = uri.host().is_some_and(|h| !h.is_empty());
+    let path_ok = matches!(uri.path(), "" | "/") && uri.query().is_none();
+    if scheme_ok && host_ok && path_ok {
+        Ok(())
+    } else {
+        Err(bad())
+    }
+}
+
+/// `PROMOTION_LIMITS__MAX_PAGE_SIZE=500` becomes `limits.max_page_size=500`; variables
+/// outside the configuration's namespace ([`env_override_key`]) are left alone.
+fn env_overrides(vars: impl Iterator<Item = (String, String)>) -> Vec<String> {
+    let mut overrides: Vec<String> = vars.filter_map(|(k, v)| Some(format!("{}={v}", env_override_key(&k)?))).collect();
+    // The environment's order is arbitrary; a fixed one makes a run reproducible.
+    overrides.sort();
+    overrides
 }
 
 fn apply_overrides(root: &mut toml::Value, env: Vec<String>, sets: &[String]) -> Result<(), String> {
@@ -399,6 +627,41 @@ bindings = [{ role = "publisher", environment = "dev" }]
         alice.bindings.push(BindingEntry { role: Role::Publisher, environment: "globex-dev".into() });
         let problems = package.validate(ServiceKind::Package).unwrap_err();
         assert!(problems.iter().any(|p| p.contains("alice") && p.contains("globex-dev")), "{problems:?}");
+    }
+
+    #[test]
+    fn the_override_namespace_covers_every_key_of_the_schema() {
+        let package: Config = toml::from_str(TWO_ORGANIZATIONS).unwrap();
+        let mut installation = package.clone();
+        installation.admin_listen = Some("127.0.0.1:3".parse().unwrap());
+        installation.package_service = Some("http://127.0.0.1:1".into());
+        installation.hosted_environments = vec!["dev".into()];
+        installation.service_credentials =
+            Some(ServiceCredentials { client_id: "installation".into(), client_secret: "s".repeat(20) });
+        for config in [package, installation] {
+            let table = toml::Table::try_from(&config).unwrap();
+            for (key, value) in table {
+                let known = if value.is_table() { SECTIONS } else { TOP_LEVEL_KEYS };
+                assert!(known.contains(&key.as_str()), "{key} has no PROMOTION_* override");
+            }
+        }
+        assert_eq!(env_override_key("PROMOTION_LIMITS__MAX_PAGE_SIZE").as_deref(), Some("limits.max_page_size"));
+        assert_eq!(env_override_key("PROMOTION_SECRETS__PLATFORM_ADMIN").as_deref(), Some("secrets.platform_admin"));
+        assert_eq!(env_override_key("PROMOTION_DEV_DATA_DIR"), None);
+        assert_eq!(env_override_key("PROMOTION_LIMITS"), None);
+        assert_eq!(env_override_key("PROMOTION_NOT_A_SECTION__KEY"), None);
+        assert_eq!(env_var("secrets.platform_admin"), "PROMOTION_SECRETS__PLATFORM_ADMIN");
+        assert_eq!(env_var("storage.database_url"), "PROMOTION_DATABASE_URL");
+    }
+
+    #[test]
+    fn urls_need_a_scheme_and_a_host() {
+        for good in ["http://127.0.0.1:50051", "https://promo.example.com", "http://installation-dev-qa:50052/"] {
+            assert!(check_url(good).is_ok(), "{good}");
+        }
+        for bad in ["127.0.0.1:50051", "ftp://x:1", "http://", "http://host:1/path", "installation-dev-qa"] {
+            assert!(check_url(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

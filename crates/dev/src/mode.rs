@@ -96,6 +96,8 @@ pub fn configs(opts: &DevOptions) -> (Config, Config) {
             .collect(),
         clients: vec![],
         catalog_files: vec![],
+        secrets: Default::default(),
+        storage: None,
     };
     let package = Config {
         clients: DEMO_CLIENTS
@@ -146,7 +148,9 @@ async fn seed_once(state: &promotion_installation::State) -> Result<(), BoxError
         let info = state.directory.get(env).ok_or("demo environment missing from the directory")?;
         let seeder =
             Identity { subject: "promotion-dev".into(), organization: (*org).into(), bindings: vec![], expires_at: 0 };
-        environments::put_objects(state, &seeder, &info, objects, "").await.map_err(|e| e.to_string())?;
+        environments::put_objects(state, &seeder, &info, objects, &Default::default(), "")
+            .await
+            .map_err(|e| e.to_string())?;
         seeded_any = true;
     }
     if seeded_any {
@@ -211,4 +215,17 @@ Get a token and make a first call:
 "#,
         data = opts.data_dir.display()
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_config_knows_every_demo_secret() {
+        // A service configured with one of them is running on published credentials.
+        for (id, secret, ..) in DEMO_CLIENTS {
+            assert!(promotion_core::config::DEMO_SECRETS.contains(secret), "demo client {id}'s secret");
+        }
+    }
 }

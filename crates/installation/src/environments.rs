@@ -76,6 +76,10 @@ fn conflict(reason: &'static str, objects: Vec<String>, message: impl Into<Strin
 
 pub const MAX_NAME_CHARS: usize = 255;
 
+/// The reason of a PutObjects refused because an object changed since the caller read it;
+/// mapped to ABORTED (a concurrency failure, not a state the caller can fix in place).
+pub const REVISION_MISMATCH: &str = "REVISION_MISMATCH";
+
 /// PutObjects: validates the batch under the environment's lock and writes it, with its
 /// audit event, in one atomic step.
 pub async fn put_objects(
@@ -83,6 +87,7 @@ pub async fn put_objects(
     caller: &Identity,
     info: &EnvironmentInfo,
     objects: Vec<ConfigObject>,
+    expected_revisions: &HashMap<String, u64>,
     request_id: &str,
 ) -> Result<Committed, EnvError> {
     let max = state.config.limits.max_objects_per_put;
@@ -90,7 +95,7 @@ pub async fn put_objects(
         return Err(EnvError::TooLarge { field: "objects".into(), message: format!("at most {max} objects per call") });
     }
     let tx = state.store.lock(&info.id).await?;
-    let mut write = plan_put(state.store.as_ref(), &info.id, &info.catalog, objects).await?;
+    let mut write = plan_put(state.store.as_ref(), &info.id, &info.catalog, objects, expected_revisions).await?;
     let event = AuditEvent::new(SERVICE_NAME, caller, &info.id, "OBJECTS_PUT", ("environment", &info.id))
         .request_id(request_id)
         .detail("count", write.upserts.len() as u64);
@@ -131,12 +136,15 @@ pub async fn export_roots(
 }
 
 /// Checks a batch for PutObjects and turns it into the changes to apply. Ids left empty
-/// are generated. Everything is validated before anything is written.
+/// are generated. Everything is validated before anything is written. `expected_revisions`
+/// (object id -> revision, 0 = no check) makes the batch conditional: the caller holds the
+/// environment's write lock, so a revision checked here is still the one written over.
 pub async fn plan_put(
     store: &dyn InstallationStore,
     env: &str,
     catalog: &Catalog,
     mut objects: Vec<ConfigObject>,
+    expected_revisions: &HashMap<String, u64>,
 ) -> Result<EnvWrite, EnvError> {
     let mut batch_keys: HashMap<String, String> = HashMap::new();
     for (i, o) in objects.iter_mut().enumerate() {
@@ -222,6 +230,7 @@ pub async fn plan_put(
             }
         }
     }
+    check_expected_revisions(store, env, &batch_keys, expected_revisions).await?;
     // State checks: ids keep their type, parents and references exist, names stay unique.
     for o in &objects {
         if let Some(existing) = store.get_by_id(env, &o.id).await? {
@@ -255,6 +264,47 @@ pub async fn plan_put(
     check_parent_cycles(store, env, &objects).await?;
     check_unique_names(store, env, catalog, &objects).await?;
     Ok(EnvWrite { upserts: objects, ..Default::default() })
+}
+
+/// A stale batch is refused before any other state check: what the caller changed was
+/// computed from an object that is no longer there as they read it.
+async fn check_expected_revisions(
+    store: &dyn InstallationStore,
+    env: &str,
+    batch_keys: &HashMap<String, String>,
+    expected_revisions: &HashMap<String, u64>,
+) -> Result<(), EnvError> {
+    let mut expected: Vec<(&String, &u64)> = expected_revisions.iter().filter(|(_, r)| **r > 0).collect();
+    expected.sort();
+    if let Some((id, _)) = expected.iter().find(|(id, _)| !batch_keys.contains_key(id.as_str())) {
+        return Err(invalid(
+            "INVALID_EXPECTED_REVISION",
+            format!("expected_revisions[{id}]"),
+            format!("expected_revisions names {id}, which is not an object of this call"),
+        ));
+    }
+    let mut stale = Vec::new();
+    let mut why = Vec::new();
+    for (id, revision) in expected {
+        let key = ObjectKey { obj_code: batch_keys[id.as_str()].clone(), id: id.clone() };
+        match store.get_by_id(env, id).await? {
+            Some(current) if current.revision == *revision => continue,
+            Some(current) => why.push(format!("{key} was read at revision {revision}, is now at {}", current.revision)),
+            None => why.push(format!("{key} was read at revision {revision}, has been deleted since")),
+        }
+        stale.push(key.to_string());
+    }
+    if stale.is_empty() {
+        return Ok(());
+    }
+    Err(EnvError::Conflict {
+        reason: REVISION_MISMATCH,
+        objects: stale,
+        message: format!(
+            "objects changed since they were read ({}); nothing was written: read them again and re-apply the change",
+            why.join("; ")
+        ),
+    })
 }
 
 /// Whether `k` exists in the batch or in the environment.
@@ -515,7 +565,7 @@ mod tests {
         catalog: &Catalog,
         objects: Vec<ConfigObject>,
     ) -> Result<(), EnvError> {
-        let changes = plan_put(store, env, catalog, objects).await?;
+        let changes = plan_put(store, env, catalog, objects, &HashMap::new()).await?;
         store.write(env, changes).await?;
         Ok(())
     }
@@ -537,38 +587,79 @@ mod tests {
             put(store, "dev", &wf, vec![tmpl.clone(), group.clone()]).await.unwrap();
 
             assert_eq!(
-                reason(plan_put(store, "dev", &wf, vec![obj("NOPE", 3, "x")]).await.unwrap_err()),
+                reason(plan_put(store, "dev", &wf, vec![obj("NOPE", 3, "x")], &HashMap::new()).await.unwrap_err()),
                 "UNKNOWN_TYPE"
             );
             let mut bad = obj("ROLE", 3, "x");
             bad.id = "XYZ".into();
-            assert_eq!(reason(plan_put(store, "dev", &wf, vec![bad]).await.unwrap_err()), "INVALID_ID");
             assert_eq!(
-                reason(plan_put(store, "dev", &wf, vec![obj("TTSK", 3, "orphan")]).await.unwrap_err()),
+                reason(plan_put(store, "dev", &wf, vec![bad], &HashMap::new()).await.unwrap_err()),
+                "INVALID_ID"
+            );
+            assert_eq!(
+                reason(plan_put(store, "dev", &wf, vec![obj("TTSK", 3, "orphan")], &HashMap::new()).await.unwrap_err()),
                 "PARENT_REQUIRED"
             );
             assert_eq!(
-                reason(plan_put(store, "dev", &wf, vec![owned(obj("TTSK", 3, "t"), &group)]).await.unwrap_err()),
+                reason(
+                    plan_put(store, "dev", &wf, vec![owned(obj("TTSK", 3, "t"), &group)], &HashMap::new())
+                        .await
+                        .unwrap_err()
+                ),
                 "INVALID_PARENT"
             );
             let dangling = refer(obj("TMPL", 4, "x"), "owner_group", &obj("GROUP", 99, "ghost"));
-            assert_eq!(reason(plan_put(store, "dev", &wf, vec![dangling]).await.unwrap_err()), "REFERENCE_NOT_FOUND");
             assert_eq!(
-                reason(plan_put(store, "dev", &wf, vec![obj("GROUP", 5, "Ops")]).await.unwrap_err()),
+                reason(plan_put(store, "dev", &wf, vec![dangling], &HashMap::new()).await.unwrap_err()),
+                "REFERENCE_NOT_FOUND"
+            );
+            assert_eq!(
+                reason(plan_put(store, "dev", &wf, vec![obj("GROUP", 5, "Ops")], &HashMap::new()).await.unwrap_err()),
                 "NAME_CONFLICT"
             );
             assert_eq!(
-                reason(plan_put(store, "dev", &wf, vec![obj("ROLE", 1, "id of a group")]).await.unwrap_err()),
+                reason(
+                    plan_put(store, "dev", &wf, vec![obj("ROLE", 1, "id of a group")], &HashMap::new())
+                        .await
+                        .unwrap_err()
+                ),
                 "ID_TYPE_MISMATCH"
             );
             // Template names are not unique; a renamed group frees its name in the same batch.
-            plan_put(store, "dev", &wf, vec![obj("TMPL", 6, "Onboarding")]).await.unwrap();
-            plan_put(store, "dev", &wf, vec![obj("GROUP", 1, "Operations"), obj("GROUP", 7, "Ops")]).await.unwrap();
+            plan_put(store, "dev", &wf, vec![obj("TMPL", 6, "Onboarding")], &HashMap::new()).await.unwrap();
+            plan_put(store, "dev", &wf, vec![obj("GROUP", 1, "Operations"), obj("GROUP", 7, "Ops")], &HashMap::new())
+                .await
+                .unwrap();
             // A new id is generated when left empty.
             let mut anon = obj("ROLE", 0, "Designer");
             anon.id.clear();
-            let changes = plan_put(store, "dev", &wf, vec![anon]).await.unwrap();
+            let changes = plan_put(store, "dev", &wf, vec![anon], &HashMap::new()).await.unwrap();
             assert!(is_valid_object_id(&changes.upserts[0].id));
+        }
+    }
+
+    #[tokio::test]
+    async fn an_expected_revision_must_still_be_the_current_one() {
+        for fixture in stores() {
+            let store = fixture.store.as_ref();
+            let wf = workfront();
+            let group = obj("GROUP", 1, "Ops");
+            put(store, "dev", &wf, vec![group.clone()]).await.unwrap();
+            let read_at = store.get_by_id("dev", &group.id).await.unwrap().unwrap().revision;
+            let expecting = |revision: u64| HashMap::from([(group.id.clone(), revision)]);
+            plan_put(store, "dev", &wf, vec![group.clone()], &expecting(read_at)).await.unwrap();
+            plan_put(store, "dev", &wf, vec![group.clone()], &expecting(0)).await.unwrap();
+            let stale = plan_put(store, "dev", &wf, vec![group.clone()], &expecting(read_at + 1)).await.unwrap_err();
+            assert!(matches!(&stale, EnvError::Conflict { objects, .. } if objects == &[group.key().to_string()]));
+            assert_eq!(reason(stale), REVISION_MISMATCH);
+            let other = obj("GROUP", 2, "Other");
+            let unknown = plan_put(store, "dev", &wf, vec![other.clone()], &expecting(read_at)).await.unwrap_err();
+            assert_eq!(reason(unknown), "INVALID_EXPECTED_REVISION");
+            let missing = HashMap::from([(other.id.clone(), 4)]);
+            assert_eq!(
+                reason(plan_put(store, "dev", &wf, vec![other], &missing).await.unwrap_err()),
+                REVISION_MISMATCH
+            );
         }
     }
 

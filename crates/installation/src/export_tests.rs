@@ -98,7 +98,7 @@ proptest! {
         for fixture in stores() {
         let store = fixture.store.as_ref();
         let exported = rt.block_on(async {
-            let changes = plan_put(store, "dev", &catalog, objects.clone()).await.unwrap();
+            let changes = plan_put(store, "dev", &catalog, objects.clone(), &Default::default()).await.unwrap();
             store.write("dev", changes).await.unwrap();
         // Roots: picked top-level objects, grouped by type as CreatePackage takes them.
         let mut by_type: std::collections::BTreeMap<String, Vec<EntityRef>> = Default::default();

@@ -43,7 +43,7 @@ fn refer(mut o: ConfigObject, field: &str, target: &ConfigObject) -> ConfigObjec
 }
 
 async fn put(store: &dyn InstallationStore, env: &str, catalog: &Catalog, objects: Vec<ConfigObject>) {
-    let changes = plan_put(store, env, catalog, objects).await.unwrap();
+    let changes = plan_put(store, env, catalog, objects, &Default::default()).await.unwrap();
     store.write(env, changes).await.unwrap();
 }
 

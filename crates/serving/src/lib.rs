@@ -90,16 +90,80 @@ pub fn reflection(
     (v1, v1alpha)
 }
 
-/// Installs the global tracing subscriber once (text or JSON), filtered by RUST_LOG.
+/// Installs the global tracing subscriber once (text or JSON), filtered by RUST_LOG. Text
+/// is coloured only on a terminal (and without NO_COLOR): journald, `docker logs` and
+/// files get no escape codes.
 pub fn init_tracing(format: LogFormat) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sled=warn,h2=warn,tower=warn,hyper=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colour);
     let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Json => {
+            let json = tracing_subscriber::fmt::format().json().flatten_event(true);
+            builder.json().event_format(ArraysAsArrays(json)).try_init()
+        }
         LogFormat::Text => builder.try_init(),
     };
+}
+
+/// JSON lines whose list-valued fields are JSON arrays: tracing hands a `?list` field to the
+/// formatter as its Debug text, which the JSON formatter would write as one string.
+struct ArraysAsArrays<F>(F);
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for ArraysAsArrays<F>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let mut line = String::new();
+        self.0.format_event(ctx, tracing_subscriber::fmt::format::Writer::new(&mut line), event)?;
+        writer.write_str(&arrays_as_arrays(line))
+    }
+}
+
+/// Rewrites the string fields of a JSON log line that hold a list's Debug text (`["dev",
+/// "qa"]`, which is valid JSON) as the array itself; any other line is left as it is.
+fn arrays_as_arrays(line: String) -> String {
+    use serde_json::Value;
+    fn fix(object: &mut serde_json::Map<String, Value>) -> bool {
+        let mut changed = false;
+        for (key, value) in object.iter_mut() {
+            match value {
+                Value::String(text) if key != "message" && text.starts_with('[') && text.ends_with(']') => {
+                    if let Ok(array @ Value::Array(_)) = serde_json::from_str(text) {
+                        *value = array;
+                        changed = true;
+                    }
+                }
+                Value::Object(inner) => changed |= fix(inner),
+                _ => {}
+            }
+        }
+        changed
+    }
+    // Most lines have no list: they keep their bytes (and their field order).
+    if !line.contains("\"[") {
+        return line;
+    }
+    let Ok(Value::Object(mut object)) = serde_json::from_str::<Value>(&line) else {
+        return line;
+    };
+    if !fix(&mut object) {
+        return line;
+    }
+    let mut fixed = Value::Object(object).to_string();
+    fixed.push('\n');
+    fixed
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -213,3 +277,16 @@ pub async fn serve(
 
 /// How long shutdown waits for in-flight calls and open connections to finish.
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn list_fields_of_json_log_lines_are_arrays() {
+        let line = r#"{"level":"INFO","message":"[not] a list","environments":"[\"dev\", \"qa\"]","n":"[x"}"#;
+        let fixed: serde_json::Value = serde_json::from_str(&super::arrays_as_arrays(line.into())).unwrap();
+        assert_eq!(fixed["environments"], serde_json::json!(["dev", "qa"]));
+        assert_eq!(fixed["message"], "[not] a list");
+        assert_eq!(fixed["n"], "[x");
+        assert_eq!(super::arrays_as_arrays("not json\n".into()), "not json\n");
+    }
+}

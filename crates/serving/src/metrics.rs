@@ -5,6 +5,9 @@
 //!
 //! The exposition (OpenMetrics text) is `prometheus-client`'s; the registry is one per
 //! process, so in development mode, where both services share a process, it holds both.
+//!
+//! The same layer writes the access log of changes: one info line per mutating call with
+//! its RPC, actor, environment, status code and duration. Handlers log nothing for it.
 use std::collections::HashSet;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -213,10 +216,11 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for GrpcMetrics<S>
 where
-    S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+    S: Service<http::Request<RequestTap<ReqBody>>, Response = http::Response<ResBody>>,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
     ResBody: Body + Unpin + Send + 'static,
+    ResBody::Data: AsRef<[u8]>,
 {
     type Response = http::Response<MeteredBody<ResBody>>;
     type Error = S::Error;
@@ -229,12 +233,15 @@ where
     fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
         // A cheap clone (shared bytes): the path is needed when the call ends.
         let uri = Some(req.uri().clone());
-        let mut call = Call { registry: self.registry, uri, start: Instant::now(), span: None };
+        let access = Access::start(&req);
+        let request_prefix = access.as_ref().map(|a| a.request.clone());
+        let req = req.map(|inner| RequestTap { inner, prefix: request_prefix });
+        let mut call = Call { registry: self.registry, uri, start: Instant::now(), span: None, access };
         let response = self.inner.call(req);
         Box::pin(async move {
             // Polled inside the server's per-call span (request id, method): keep it for the
-            // access log line, which is written when the body ends, outside the span.
-            if tracing::enabled!(tracing::Level::DEBUG) {
+            // log lines, which are written when the body ends, outside the span.
+            if call.access.is_some() || tracing::enabled!(tracing::Level::DEBUG) {
                 call.span = Some(tracing::Span::current());
             }
             let (parts, body) = response.await?.into_parts();
@@ -252,8 +259,10 @@ struct Call {
     /// `None` once recorded.
     uri: Option<http::Uri>,
     start: Instant,
-    /// The call's log span, when debug logging is on.
+    /// The call's log span, when a line will be logged for it.
     span: Option<tracing::Span>,
+    /// Set for a mutating call while info logging is on.
+    access: Option<Access>,
 }
 
 impl Call {
@@ -261,11 +270,162 @@ impl Call {
         if let Some(uri) = self.uri.take() {
             let elapsed = self.start.elapsed();
             self.registry.observe_call(uri.path(), code, elapsed);
+            let seconds = elapsed.as_secs_f64();
             if let Some(span) = &self.span {
-                let seconds = elapsed.as_secs_f64();
                 span.in_scope(|| tracing::debug!(code = code_name(code), seconds, "call finished"));
             }
+            if let (Some(access), Some(span)) = (self.access.take(), &self.span) {
+                // An unauthenticated call's token was not verified: its subject is a claim.
+                let actor = if code == Code::Unauthenticated { None } else { access.actor.as_deref() };
+                let environment = access.environment(uri.path());
+                span.in_scope(|| {
+                    tracing::info!(
+                        rpc = uri.path(),
+                        actor = actor.unwrap_or("-"),
+                        environment = environment.as_deref().unwrap_or("-"),
+                        code = code_name(code),
+                        seconds,
+                        "mutating call"
+                    )
+                });
+            }
         }
+    }
+}
+
+/// What the access line of a mutating call needs beyond the metrics: the caller, and the
+/// first bytes of the request and response messages, where the environment field is.
+struct Access {
+    actor: Option<String>,
+    request: Arc<Mutex<Vec<u8>>>,
+    response: Vec<u8>,
+}
+
+/// How much of each message is kept: the environment fields come first in every message
+/// (protobuf writes fields in number order), so a large PutObjects is not copied.
+const ACCESS_PREFIX_BYTES: usize = 1024;
+
+/// Methods that only read; every other method of a `promotion.v1` service changes state.
+const READ_ONLY_PREFIXES: &[&str] = &["Get", "List", "Watch", "Export", "WhoAmI", "IssueToken", "Diff"];
+
+/// Message fields naming the environment a call is about, most specific first.
+const ENVIRONMENT_FIELDS: &[&str] =
+    &["environment", "destination_environment", "target_environment", "source_environment"];
+
+impl Access {
+    /// Some for a mutating `promotion.v1` call when info logging is on.
+    fn start<B>(req: &http::Request<B>) -> Option<Access> {
+        let (service, method) = split_rpc(req.uri().path())?;
+        let mutating =
+            service.starts_with("promotion.v1.") && !READ_ONLY_PREFIXES.iter().any(|p| method.starts_with(p));
+        if !mutating || !tracing::enabled!(tracing::Level::INFO) {
+            return None;
+        }
+        let actor = req.headers().get("authorization").and_then(|h| h.to_str().ok()).and_then(token_subject);
+        Some(Access { actor, request: Arc::new(Mutex::new(Vec::new())), response: Vec::new() })
+    }
+
+    fn capture_response(&mut self, data: &[u8]) {
+        capture(&mut self.response, data);
+    }
+
+    /// The environment the call named (its request), else the one its answer names (an
+    /// accept names only a request id; the promotion request it returns has the target).
+    fn environment(&self, path: &str) -> Option<String> {
+        let (service, method) = split_rpc(path)?;
+        let pool = DESCRIPTORS.as_ref()?;
+        let method = pool.get_service_by_name(service)?.methods().find(|m| m.name() == method)?;
+        let request = self.request.lock().unwrap_or_else(|p| p.into_inner());
+        let from = |message: prost_reflect::MessageDescriptor, bytes: &[u8]| {
+            let number = ENVIRONMENT_FIELDS.iter().find_map(|f| message.get_field_by_name(f))?.number();
+            grpc_string_field(bytes, number).filter(|e| !e.is_empty())
+        };
+        from(method.input(), &request).or_else(|| from(method.output(), &self.response))
+    }
+}
+
+static DESCRIPTORS: LazyLock<Option<prost_reflect::DescriptorPool>> =
+    LazyLock::new(|| prost_reflect::DescriptorPool::decode(promotion_api::FILE_DESCRIPTOR_SET).ok());
+
+fn capture(into: &mut Vec<u8>, data: &[u8]) {
+    let room = ACCESS_PREFIX_BYTES.saturating_sub(into.len());
+    into.extend_from_slice(&data[..data.len().min(room)]);
+}
+
+/// The `sub` claim of a bearer token, read without checking it: the line is written after
+/// the call, whose outcome says whether the token was valid.
+fn token_subject(header: &str) -> Option<String> {
+    use base64::Engine;
+    let token = header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer "))?;
+    let payload = token.trim().split('.').nth(1)?;
+    let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&claims).ok()?;
+    claims["sub"].as_str().map(str::to_owned)
+}
+
+/// A string field of the first message of a gRPC body (5-byte frame header, then the
+/// protobuf message), scanning only what `bytes` holds; None for compressed frames.
+fn grpc_string_field(bytes: &[u8], number: u32) -> Option<String> {
+    let (&compressed, rest) = bytes.split_first()?;
+    let length = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+    if compressed != 0 {
+        return None;
+    }
+    let mut message = &rest[4..rest.len().min(4 + length)];
+    while !message.is_empty() {
+        let key = prost::encoding::decode_varint(&mut message).ok()?;
+        let (field, wire_type) = ((key >> 3) as u32, key & 7);
+        match wire_type {
+            0 => {
+                prost::encoding::decode_varint(&mut message).ok()?;
+            }
+            1 => message = message.get(8..)?,
+            2 => {
+                let len = usize::try_from(prost::encoding::decode_varint(&mut message).ok()?).ok()?;
+                let value = message.get(..len)?;
+                if field == number {
+                    return String::from_utf8(value.to_vec()).ok();
+                }
+                message = &message[len..];
+            }
+            5 => message = message.get(4..)?,
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// A request body that keeps a copy of its first bytes for the access line of a mutating
+/// call; otherwise it only passes frames through.
+pub struct RequestTap<B> {
+    inner: B,
+    prefix: Option<Arc<Mutex<Vec<u8>>>>,
+}
+
+impl<B: Body + Unpin> Body for RequestTap<B>
+where
+    B::Data: AsRef<[u8]>,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let (Poll::Ready(Some(Ok(frame))), Some(prefix)) = (&polled, &this.prefix) {
+            if let Some(data) = frame.data_ref() {
+                capture(&mut prefix.lock().unwrap_or_else(|p| p.into_inner()), data.as_ref());
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -281,7 +441,10 @@ pub struct MeteredBody<B> {
     call: Call,
 }
 
-impl<B: Body + Unpin> Body for MeteredBody<B> {
+impl<B: Body + Unpin> Body for MeteredBody<B>
+where
+    B::Data: AsRef<[u8]>,
+{
     type Data = B::Data;
     type Error = B::Error;
 
@@ -290,6 +453,9 @@ impl<B: Body + Unpin> Body for MeteredBody<B> {
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(data), Some(access)) = (frame.data_ref(), &mut this.call.access) {
+                    access.capture_response(data.as_ref());
+                }
                 if let Some(status) = frame.trailers_ref().and_then(|t| t.get("grpc-status")) {
                     this.call.finish(Code::from_bytes(status.as_bytes()));
                 }
@@ -507,7 +673,7 @@ mod tests {
         trailer_status: Option<&'static str>,
     }
 
-    impl Service<http::Request<()>> for Answer {
+    impl<B> Service<http::Request<B>> for Answer {
         type Response = http::Response<http_body_util::StreamBody<BoxStream>>;
         type Error = std::convert::Infallible;
         type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
@@ -516,7 +682,7 @@ mod tests {
             Poll::Ready(Ok(()))
         }
 
-        fn call(&mut self, _: http::Request<()>) -> Self::Future {
+        fn call(&mut self, _: http::Request<B>) -> Self::Future {
             let mut frames = vec![Ok(Frame::data(Bytes::from_static(b"payload")))];
             if let Some(code) = self.trailer_status {
                 let mut trailers = http::HeaderMap::new();

@@ -1,4 +1,5 @@
-//! `audit`: the audit trails of both services (AuditService), filtered and merged by time.
+//! `audit`: the audit trails of the package service and of every installation service
+//! (AuditService), filtered and merged by time.
 use super::env::more;
 use crate::connect::Session;
 use crate::error::CliError;
@@ -54,11 +55,6 @@ pub struct AuditArgs {
 }
 
 pub async fn run(session: &Session, out: &Out, a: AuditArgs) -> Result<(), CliError> {
-    if a.service == Which::Both && !a.page.page_token.is_empty() {
-        return Err(CliError::usage(
-            "a page token belongs to one service: add --service package or --service installation",
-        ));
-    }
     let request = pb::ListAuditEventsRequest {
         environment: a.env.clone(),
         action: a.action.clone(),
@@ -71,14 +67,30 @@ pub async fn run(session: &Session, out: &Out, a: AuditArgs) -> Result<(), CliEr
         page_token: a.page.page_token.clone(),
     };
     let mut response = pb::ListAuditEventsResponse::default();
-    for (package, wanted) in [(true, Which::Package), (false, Which::Installation)] {
-        if a.service == Which::Both || a.service == wanted {
-            let (events, token) = read_trail(session, package, request.clone(), a.page.all).await?;
-            response.events.extend(events);
-            response.next_page_token = token;
+    let mut trails = Vec::new();
+    if a.service != Which::Installation {
+        trails.push(session.package_addr.clone());
+    }
+    if a.service != Which::Package {
+        // Each installation service keeps the trail of the environments it hosts.
+        if a.env.is_empty() {
+            trails.extend(session.installation_services().await?);
+        } else {
+            trails.push(session.host_of(&a.env).await?);
         }
     }
-    if a.service == Which::Both {
+    let merged = trails.len() > 1;
+    if merged && !a.page.page_token.is_empty() {
+        return Err(CliError::usage(
+            "a page token belongs to one service's trail: add --service package, or --service installation --env ENV",
+        ));
+    }
+    for address in trails {
+        let (events, token) = read_trail(session, &address, request.clone(), a.page.all).await?;
+        response.events.extend(events);
+        response.next_page_token = token;
+    }
+    if merged {
         // Each trail is oldest first; interleave them into one.
         response.events.sort_by(|x, y| {
             let key = |e: &pb::AuditEvent| e.time.as_ref().map(|t| (t.seconds, t.nanos)).unwrap_or_default();
@@ -112,11 +124,11 @@ pub async fn run(session: &Session, out: &Out, a: AuditArgs) -> Result<(), CliEr
 
 async fn read_trail(
     session: &Session,
-    package: bool,
+    address: &str,
     mut request: pb::ListAuditEventsRequest,
     all: bool,
 ) -> Result<(Vec<pb::AuditEvent>, String), CliError> {
-    let mut client = session.audit(package).await?;
+    let mut client = session.audit_at(address).await?;
     let mut events = Vec::new();
     loop {
         let page = client.list_audit_events(session.request(request.clone())).await?.into_inner();

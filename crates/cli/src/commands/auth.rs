@@ -1,10 +1,10 @@
-//! `login`, `logout` and `whoami`: tokens from AuthService and the local token cache.
+//! `login`, `logout` and `whoami`: tokens from AuthService, cached in the profile in use.
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::{Command, Stdio};
 
-use crate::connect::{config_dir, remove_token, write_token, CachedToken, Session};
+use crate::connect::{CachedToken, Session};
 use crate::error::CliError;
-use crate::output::{details, emit, note, or_dash, time, to_json, Format, Out, Table};
+use crate::output::{details, emit, note, or_dash, safe, time, to_json, Format, Out, Table};
 use crate::GlobalArgs;
 use promotion_api::convert::from_timestamp;
 use promotion_api::v1 as pb;
@@ -14,7 +14,8 @@ use promotion_api::v1 as pb;
     promotion login --client-id alice --client-secret alice-secret\n  \
     echo \"$SECRET\" | promotion login --client-id ci-bot\n  \
     promotion login --client-id bob --package-server http://packages.internal:50051 \\\n    \
-    --installation-server http://install-a.internal:50052")]
+    --installation-server http://install-a.internal:50052\n  \
+    promotion --profile staging login --client-id bob     # another profile, another token")]
 pub struct LoginArgs {
     /// Client id; prompted for when neither given nor set.
     #[arg(long, env = "PROMOTION_CLIENT_ID")]
@@ -62,24 +63,28 @@ pub async fn login(session: &Session, out: &Out, args: LoginArgs) -> Result<(), 
         expire_time: response.expire_time.as_ref().and_then(from_timestamp),
         subject: identity.subject.clone(),
         organization: identity.organization.clone(),
-        package_server: session.package_addr.clone(),
-        installation_server: session.installation_addr.clone(),
     };
-    let dir = match &session.config_dir {
-        Some(dir) => dir.clone(),
-        None => config_dir(None)?,
-    };
-    let path = write_token(&dir, &cached)?;
+    // The servers used to log in are the profile's from now on; only this profile changes.
+    let (package, installation) = (session.package_addr.clone(), session.installation_addr.clone());
+    let path = session.update_profile(|p| {
+        if p.installation_server.as_deref() != Some(installation.as_str()) {
+            p.environments.clear();
+        }
+        p.package_server = Some(package);
+        p.installation_server = Some(installation);
+        p.token = Some(cached);
+    })?;
     if !args.print_token {
         response.access_token.clear();
     }
     match out.format {
-        Format::Json => {
+        Format::Json | Format::Yaml => {
             let mut json = to_json(&response)?;
             json["tokenFile"] = path.display().to_string().into();
+            json["profile"] = session.profile_name.clone().into();
             out.print_json(&json);
         }
-        Format::Id => println!("{}", identity.subject),
+        Format::Id => println!("{}", safe(&identity.subject)),
         Format::Human => {
             if args.print_token {
                 println!("{}", response.access_token);
@@ -87,10 +92,11 @@ pub async fn login(session: &Session, out: &Out, args: LoginArgs) -> Result<(), 
             note(
                 out,
                 format!(
-                    "Logged in as {} (organization {}) until {}.\nToken cached in {}",
+                    "Logged in as {} (organization {}) until {}.\nToken cached in profile {} ({})",
                     identity.subject,
                     identity.organization,
                     time(&response.expire_time),
+                    session.profile_name,
                     path.display()
                 ),
             );
@@ -100,16 +106,19 @@ pub async fn login(session: &Session, out: &Out, args: LoginArgs) -> Result<(), 
 }
 
 pub fn logout(session: &Session, out: &Out) -> Result<(), CliError> {
-    let dir = match &session.config_dir {
-        Some(dir) => dir.clone(),
-        None => config_dir(None)?,
-    };
-    let removed = remove_token(&dir)?;
+    let removed = session.profile().token.is_some();
+    let path = if removed { Some(session.update_profile(|p| p.token = None)?) } else { None };
     match out.format {
-        Format::Json => out.print_json(&serde_json::json!({ "removed": removed })),
+        Format::Json | Format::Yaml => {
+            out.print_json(&serde_json::json!({ "removed": removed, "profile": session.profile_name }))
+        }
         Format::Id => {}
-        Format::Human if removed => println!("Logged out: removed {}", crate::connect::token_path(&dir).display()),
-        Format::Human => println!("Not logged in: there was no cached token"),
+        Format::Human => match path {
+            Some(path) => {
+                println!("Logged out of profile {}: removed its token from {}", session.profile_name, path.display())
+            }
+            None => println!("Not logged in (profile {}): there was no cached token", session.profile_name),
+        },
     }
     Ok(())
 }
@@ -120,11 +129,12 @@ pub async fn whoami(session: &Session, out: &Out) -> Result<(), CliError> {
         let mut text = details(
             out,
             &[
-                ("Subject", identity.subject.clone()),
-                ("Organization", identity.organization.clone()),
-                ("Token expires", time(&identity.expire_time)),
-                ("Package service", session.package_addr.clone()),
-                ("Installation service", session.installation_addr.clone()),
+                ("Subject", identity.subject.clone().into()),
+                ("Organization", identity.organization.clone().into()),
+                ("Token expires", time(&identity.expire_time).into()),
+                ("Profile", session.profile_name.clone().into()),
+                ("Package service", session.package_addr.clone().into()),
+                ("Installation service", session.installation_addr.clone().into()),
             ],
         );
         let mut table = Table::new(&["ROLE", "ENVIRONMENT"]);

@@ -1,7 +1,8 @@
-//! `env list/show/catalog`: the environment directory and catalogs (EnvironmentService).
+//! `env list/show/catalog`: the environment directory and catalogs (EnvironmentService),
+//! each environment's figures from the installation service that hosts it.
 use crate::connect::Session;
 use crate::error::CliError;
-use crate::output::{cell, details, emit, or_dash, Out, Style, Table};
+use crate::output::{cell, details, emit, note, or_dash, Out, Style, Table};
 use crate::parse::short;
 use crate::{GlobalArgs, PageArgs};
 use promotion_api::v1 as pb;
@@ -63,6 +64,23 @@ async fn list(session: &Session, out: &Out, page: PageArgs) -> Result<(), CliErr
             break;
         }
     }
+    // Only the hosting service knows an environment's revision and objects: ask the
+    // others for theirs.
+    let directory = crate::connect::normalize_address(&session.installation_addr);
+    for e in response.environments.iter_mut() {
+        let host = crate::connect::normalize_address(&e.installation_service);
+        if e.installation_service.is_empty() || host == directory {
+            continue;
+        }
+        let request = pb::GetEnvironmentRequest { id: e.id.clone() };
+        match session.environments_at(&host).await {
+            Ok(mut c) => match c.get_environment(session.request(request)).await {
+                Ok(hosted) => *e = hosted.into_inner(),
+                Err(err) => note(out, format!("{}: {}", e.id, CliError::from(err))),
+            },
+            Err(err) => note(out, format!("{}: {err}", e.id)),
+        }
+    }
     let ids: Vec<String> = response.environments.iter().map(|e| e.id.clone()).collect();
     emit(out, &response, &ids, || {
         let mut table = Table::new(&["ID", "NAME", "KIND", "CATALOG", "REVISION", "OBJECTS"]);
@@ -86,24 +104,29 @@ pub fn more(out: &Out, token: &str) -> String {
     if token.is_empty() {
         return String::new();
     }
-    out.paint(Style::Dim, &format!("(more: add --page-token {token}, or --all)\n"))
+    out.paint(Style::Dim, &format!("(more: add --page-token {}, or --all)\n", crate::output::safe(token)))
+}
+
+/// The environment as its host describes it (revision and object counts included).
+pub async fn get_environment(session: &Session, id: &str) -> Result<pb::Environment, CliError> {
+    let request = pb::GetEnvironmentRequest { id: id.to_string() };
+    Ok(session.environments_for(id).await?.get_environment(session.request(request)).await?.into_inner())
 }
 
 async fn show(session: &Session, out: &Out, id: String) -> Result<(), CliError> {
-    let request = pb::GetEnvironmentRequest { id };
-    let e = session.environments().await?.get_environment(session.request(request)).await?.into_inner();
+    let e = get_environment(session, &id).await?;
     emit(out, &e, std::slice::from_ref(&e.id), || {
         let mut text = details(
             out,
             &[
-                ("Environment", e.id.clone()),
-                ("Name", or_dash(&e.display_name)),
-                ("Organization", e.organization.clone()),
-                ("Kind", kind_name(e.kind)),
-                ("Catalog", e.catalog.clone()),
-                ("Revision", e.revision.to_string()),
-                ("Hosted by", or_dash(&e.installation_service)),
-                ("Objects", e.object_counts.values().sum::<i64>().to_string()),
+                ("Environment", e.id.clone().into()),
+                ("Name", or_dash(&e.display_name).into()),
+                ("Organization", e.organization.clone().into()),
+                ("Kind", kind_name(e.kind).into()),
+                ("Catalog", e.catalog.clone().into()),
+                ("Revision", e.revision.to_string().into()),
+                ("Hosted by", or_dash(&e.installation_service).into()),
+                ("Objects", e.object_counts.values().sum::<i64>().to_string().into()),
             ],
         );
         let mut types: Vec<_> = e.object_counts.iter().collect();
@@ -126,12 +149,17 @@ async fn catalog(
     environment: Option<String>,
     name: Option<String>,
 ) -> Result<(), CliError> {
+    let mut client = match &environment {
+        Some(env) => session.environments_for(env).await?,
+        None => session.environments().await?,
+    };
     let request =
         pb::GetCatalogRequest { name: name.unwrap_or_default(), environment: environment.unwrap_or_default() };
-    let c = session.environments().await?.get_catalog(session.request(request)).await?.into_inner();
+    let c = client.get_catalog(session.request(request)).await?.into_inner();
     let ids: Vec<String> = c.types.iter().map(|t| t.obj_code.clone()).collect();
     emit(out, &c, &ids, || {
-        let mut text = details(out, &[("Catalog", c.name.clone()), ("Description", or_dash(&c.description))]);
+        let mut text =
+            details(out, &[("Catalog", c.name.clone().into()), ("Description", or_dash(&c.description).into())]);
         let mut types: Vec<&pb::ObjectType> = c.types.iter().collect();
         types.sort_by_key(|t| (!t.root, t.install_rank, t.obj_code.clone()));
         let mut table = Table::new(&["TYPE", "NAME", "ROOT", "UNIQUE NAMES", "PARENTS", "INCLUDES", "EXCLUDED FIELDS"]);

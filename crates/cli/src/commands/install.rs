@@ -1,5 +1,7 @@
 //! `prerun`, `install`, `installations list/show` and `rollback` (InstallationService),
-//! with the per-type translation tables and coloured field diffs.
+//! with the per-type translation tables and coloured field diffs, each call sent to the
+//! installation service hosting the environment; installing into a PRODUCTION
+//! environment and a forced rollback ask first.
 use std::collections::HashMap;
 
 use prost_types::Value;
@@ -8,9 +10,11 @@ use serde_json::Value as Json;
 use super::env::more;
 use super::objects::new_request_id;
 use super::packages;
-use crate::connect::Session;
+use crate::connect::{InstallationClient, Session};
 use crate::error::CliError;
-use crate::output::{cell, counts, details, emit, note, or_dash, time, Out, Progress, Style, Table};
+use crate::output::{
+    cell, confirm, counts, details, emit, note, or_dash, painted, safe, time, Out, Progress, Style, Table,
+};
 use crate::parse::{parse_override, short, translation_map, Override};
 use crate::{GlobalArgs, PageArgs};
 use promotion_api::convert::value_to_json;
@@ -23,7 +27,11 @@ use promotion_api::v1 as pb;
     Each type gets a table: the action planned for every object of the package (CREATE,\n\
     USEEXISTING, OVERWRITING, IGNORE, CREATEWITHALTNAME), how it matched a destination\n\
     object (HISTORY, ID, NAME), any collision, the target id; then the field changes of\n\
-    matched objects (- before, + after)."
+    matched objects (- before, + after). Changes the plan will not apply (an object kept\n\
+    as USEEXISTING or IGNORE, such as one edited in the destination since the last\n\
+    promotion) are marked \"not applied\"; the summary counts them and the collisions.\n\n\
+    With --detailed-exitcode the exit status tells scripts what the plan does: 0 nothing\n\
+    would change, 2 something would change, 1 an error (as terraform plan does)."
 )]
 pub struct PrerunArgs {
     /// Package id.
@@ -44,6 +52,9 @@ pub struct PrerunArgs {
     /// Leave out the field changes.
     #[arg(long)]
     pub no_changes: bool,
+    /// Exit 0 when the plan changes nothing, 2 when it changes something, 1 on errors.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
     /// Idempotency key (UUID).
     #[arg(long)]
     pub request_id: Option<String>,
@@ -81,6 +92,10 @@ pub struct InstallArgs {
     /// and the package no longer has (never children created locally).
     #[arg(long)]
     pub prune_children: bool,
+    /// Install into a PRODUCTION environment without asking (required there when standard
+    /// input is not a terminal).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
     /// Idempotency key (UUID).
     #[arg(long)]
     pub request_id: Option<String>,
@@ -120,9 +135,13 @@ pub enum InstallationsCommand {
 pub struct RollbackArgs {
     /// Installation id.
     pub id: String,
-    /// Roll back even though objects were modified since the installation (those changes are lost).
+    /// Roll back even though objects were modified since the installation (those changes
+    /// are lost); asks first.
     #[arg(long)]
     pub force: bool,
+    /// Do not ask before a forced rollback (required when standard input is not a terminal).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
     /// Idempotency key (UUID).
     #[arg(long)]
     pub request_id: Option<String>,
@@ -132,7 +151,11 @@ pub struct RollbackArgs {
 
 pub async fn prerun(session: &Session, out: &Out, a: PrerunArgs) -> Result<(), CliError> {
     let pre_run = match a.get {
-        Some(id) => get_pre_run(session, id).await?,
+        Some(id) => {
+            let (address, _) = session.find(|address| get_pre_run_page(session, address, id.clone())).await?;
+            let mut client = session.installations_at(&address).await?;
+            get_pre_run(session, &mut client, id).await?
+        }
         None => {
             let mut request = pb::CreatePreRunRequest {
                 package_id: a.package.unwrap_or_default(),
@@ -141,17 +164,16 @@ pub async fn prerun(session: &Session, out: &Out, a: PrerunArgs) -> Result<(), C
                 request_id: a.request_id.unwrap_or_else(new_request_id),
             };
             if let Some(id) = a.request {
-                let get = pb::GetPromotionRequestRequest { id };
-                let promotion =
-                    session.promotions().await?.get_promotion_request(session.request(get)).await?.into_inner();
+                let (_, promotion) = super::promote::find_request(session, &id).await?;
                 request.package_id = promotion.package_id;
                 request.package_version = promotion.package_version;
                 request.destination_environment = promotion.target_environment;
             }
+            let mut client = session.installations_for(&request.destination_environment).await?;
             let progress = Progress::start(format!("Planning into {}…", request.destination_environment));
-            let result = session.installations().await?.create_pre_run(session.request(request)).await;
+            let result = client.create_pre_run(session.request(request)).await;
             progress.finish().await;
-            all_pre_run_entries(session, result?.into_inner()).await?
+            all_pre_run_entries(session, &mut client, result?.into_inner()).await?
         }
     };
     let order = type_order(session, &pre_run.package_id).await;
@@ -159,24 +181,55 @@ pub async fn prerun(session: &Session, out: &Out, a: PrerunArgs) -> Result<(), C
     if pre_run.status == pb::PreRunStatus::Failed as i32 {
         return Err(CliError::failed(format!("pre-run {} failed: {}", pre_run.id, or_dash(&pre_run.failure_reason))));
     }
+    if a.detailed_exitcode {
+        if pre_run.summary.get("INVALID").copied().unwrap_or(0) > 0 {
+            return Err(CliError::failed(format!(
+                "pre-run {} has invalid entries: it cannot be installed",
+                pre_run.id
+            )));
+        }
+        if plan_changes_something(&pre_run) {
+            return Err(CliError::Exit(2));
+        }
+    }
     Ok(())
 }
 
-async fn get_pre_run(session: &Session, id: String) -> Result<pb::PreRun, CliError> {
+/// Whether installing the plan would write anything: a create, or an overwrite.
+pub fn plan_changes_something(p: &pb::PreRun) -> bool {
+    let writes = [
+        pb::InstallAction::Create as i32,
+        pb::InstallAction::Createwithaltname as i32,
+        pb::InstallAction::Overwriting as i32,
+    ];
+    p.translation_map.values().flat_map(|t| t.entries.values()).any(|e| writes.contains(&e.action))
+}
+
+/// The first page of a pre-run (to find which service has it).
+async fn get_pre_run_page(session: &Session, address: String, id: String) -> Result<pb::PreRun, CliError> {
+    let request = pb::GetPreRunRequest { id, entries_page_size: 1, ..Default::default() };
+    Ok(session.installations_at(&address).await?.get_pre_run(session.request(request)).await?.into_inner())
+}
+
+async fn get_pre_run(session: &Session, client: &mut InstallationClient, id: String) -> Result<pb::PreRun, CliError> {
     let request = pb::GetPreRunRequest { id, ..Default::default() };
-    let first = session.installations().await?.get_pre_run(session.request(request)).await?.into_inner();
-    all_pre_run_entries(session, first).await
+    let first = client.get_pre_run(session.request(request)).await?.into_inner();
+    all_pre_run_entries(session, client, first).await
 }
 
 /// A pre-run's translation map comes a page at a time; this follows the pages.
-async fn all_pre_run_entries(session: &Session, mut p: pb::PreRun) -> Result<pb::PreRun, CliError> {
+async fn all_pre_run_entries(
+    session: &Session,
+    client: &mut InstallationClient,
+    mut p: pb::PreRun,
+) -> Result<pb::PreRun, CliError> {
     while !p.next_entries_page_token.is_empty() {
         let request = pb::GetPreRunRequest {
             id: p.id.clone(),
             entries_page_size: 0,
             entries_page_token: std::mem::take(&mut p.next_entries_page_token),
         };
-        let page = session.installations().await?.get_pre_run(session.request(request)).await?.into_inner();
+        let page = client.get_pre_run(session.request(request)).await?.into_inner();
         merge_entries(&mut p.translation_map, page.translation_map);
         p.next_entries_page_token = page.next_entries_page_token;
     }
@@ -184,14 +237,18 @@ async fn all_pre_run_entries(session: &Session, mut p: pb::PreRun) -> Result<pb:
 }
 
 /// An installation's translation map comes a page at a time; this follows the pages.
-async fn all_installation_entries(session: &Session, mut i: pb::Installation) -> Result<pb::Installation, CliError> {
+async fn all_installation_entries(
+    session: &Session,
+    client: &mut InstallationClient,
+    mut i: pb::Installation,
+) -> Result<pb::Installation, CliError> {
     while !i.next_entries_page_token.is_empty() {
         let request = pb::GetInstallationRequest {
             id: i.id.clone(),
             entries_page_size: 0,
             entries_page_token: std::mem::take(&mut i.next_entries_page_token),
         };
-        let page = session.installations().await?.get_installation(session.request(request)).await?.into_inner();
+        let page = client.get_installation(session.request(request)).await?.into_inner();
         merge_entries(&mut i.translation_map, page.translation_map);
         i.next_entries_page_token = page.next_entries_page_token;
     }
@@ -213,11 +270,26 @@ async fn type_order(session: &Session, package_id: &str) -> Vec<String> {
     }
 }
 
+/// Asks before installing into a PRODUCTION environment, unless `yes`.
+pub async fn confirm_production(session: &Session, environment: &str, yes: bool, what: &str) -> Result<(), CliError> {
+    if yes {
+        return Ok(());
+    }
+    let e = super::env::get_environment(session, environment).await?;
+    if e.kind == pb::EnvironmentKind::Production as i32 {
+        confirm(
+            &format!("{environment} is a PRODUCTION environment. {what}?"),
+            &format!("install into the PRODUCTION environment {environment}"),
+        )?;
+    }
+    Ok(())
+}
+
 pub async fn install(session: &Session, out: &Out, a: InstallArgs) -> Result<(), CliError> {
     let (mut package_id, mut destination) = (a.package.unwrap_or_default(), a.env.unwrap_or_default());
     if let Some(pre_run_id) = &a.pre_run {
         if package_id.is_empty() || destination.is_empty() {
-            let p = get_pre_run(session, pre_run_id.clone()).await?;
+            let (_, p) = session.find(|address| get_pre_run_page(session, address, pre_run_id.clone())).await?;
             if package_id.is_empty() {
                 package_id = p.package_id;
             }
@@ -226,6 +298,7 @@ pub async fn install(session: &Session, out: &Out, a: InstallArgs) -> Result<(),
             }
         }
     }
+    confirm_production(session, &destination, a.yes, &format!("Install package {package_id} into it")).await?;
     let request = pb::CreateInstallationRequest {
         package_id,
         package_version: a.version,
@@ -235,15 +308,21 @@ pub async fn install(session: &Session, out: &Out, a: InstallArgs) -> Result<(),
         prune_children: a.prune_children,
         request_id: a.request_id.unwrap_or_else(new_request_id),
     };
+    let mut client = session.installations_for(&request.destination_environment).await?;
     let progress = Progress::start(format!("Installing into {}…", request.destination_environment));
-    let result = session.installations().await?.create_installation(session.request(request)).await;
+    let result = client.create_installation(session.request(request)).await;
     progress.finish().await;
     let installation = result?.into_inner();
-    print_installation(session, out, installation).await
+    print_installation(session, &mut client, out, installation).await
 }
 
-pub async fn print_installation(session: &Session, out: &Out, i: pb::Installation) -> Result<(), CliError> {
-    let i = &all_installation_entries(session, i).await?;
+pub async fn print_installation(
+    session: &Session,
+    client: &mut InstallationClient,
+    out: &Out,
+    i: pb::Installation,
+) -> Result<(), CliError> {
+    let i = &all_installation_entries(session, client, i).await?;
     let order = type_order(session, &i.package_id).await;
     emit(out, i, std::slice::from_ref(&i.id), || render_installation(out, i, &order))?;
     if i.status == pb::InstallationStatus::Failed as i32 {
@@ -263,17 +342,31 @@ pub async fn installations(session: &Session, out: &Out, command: InstallationsC
             list(session, out, request, page).await
         }
         InstallationsCommand::Show { id } => {
-            let i = get_installation(session, id).await?;
+            let (mut client, i) = find_installation(session, &id).await?;
+            let i = all_installation_entries(session, &mut client, i).await?;
             let order = type_order(session, &i.package_id).await;
             emit(out, &i, std::slice::from_ref(&i.id), || render_installation(out, &i, &order))
         }
     }
 }
 
+/// An installation (first page of its entries) and a client of the service that has it.
+pub async fn find_installation(
+    session: &Session,
+    id: &str,
+) -> Result<(InstallationClient, pb::Installation), CliError> {
+    let (address, i) = session
+        .find(|address| async move {
+            let request = pb::GetInstallationRequest { id: id.to_string(), ..Default::default() };
+            Ok(session.installations_at(&address).await?.get_installation(session.request(request)).await?.into_inner())
+        })
+        .await?;
+    Ok((session.installations_at(&address).await?, i))
+}
+
 pub async fn get_installation(session: &Session, id: String) -> Result<pb::Installation, CliError> {
-    let request = pb::GetInstallationRequest { id, ..Default::default() };
-    let first = session.installations().await?.get_installation(session.request(request)).await?.into_inner();
-    all_installation_entries(session, first).await
+    let (mut client, first) = find_installation(session, &id).await?;
+    all_installation_entries(session, &mut client, first).await
 }
 
 async fn list(
@@ -282,17 +375,36 @@ async fn list(
     mut request: pb::ListInstallationsRequest,
     page: PageArgs,
 ) -> Result<(), CliError> {
-    let mut client = session.installations().await?;
+    // Into one environment: its host. Else every installation service, newest first.
+    let addresses = if request.destination_environment.is_empty() {
+        if !page.page_token.is_empty() {
+            return Err(CliError::usage("a page token belongs to one environment's service: add --env"));
+        }
+        session.installation_services().await?
+    } else {
+        vec![session.host_of(&request.destination_environment).await?]
+    };
     let mut response = pb::ListInstallationsResponse { installations: vec![], next_page_token: page.page_token };
     request.page_size = page.page_size;
-    loop {
-        request.page_token = std::mem::take(&mut response.next_page_token);
-        let next = client.list_installations(session.request(request.clone())).await?.into_inner();
-        response.installations.extend(next.installations);
-        response.next_page_token = next.next_page_token;
-        if !page.all || response.next_page_token.is_empty() {
-            break;
+    let several = addresses.len() > 1;
+    for address in addresses {
+        let mut client = session.installations_at(&address).await?;
+        let mut token = std::mem::take(&mut response.next_page_token);
+        loop {
+            request.page_token = token;
+            let next = client.list_installations(session.request(request.clone())).await?.into_inner();
+            response.installations.extend(next.installations);
+            token = next.next_page_token;
+            if !(page.all || several) || token.is_empty() {
+                break;
+            }
         }
+        response.next_page_token = token;
+    }
+    if several {
+        let key = |i: &pb::Installation| i.create_time.as_ref().map(|t| (t.seconds, t.nanos)).unwrap_or_default();
+        response.installations.sort_by_key(|i| std::cmp::Reverse(key(i)));
+        response.next_page_token.clear();
     }
     let ids: Vec<String> = response.installations.iter().map(|i| i.id.clone()).collect();
     emit(out, &response, &ids, || {
@@ -314,17 +426,27 @@ async fn list(
 }
 
 pub async fn rollback(session: &Session, out: &Out, a: RollbackArgs) -> Result<(), CliError> {
+    let (mut client, found) = find_installation(session, &a.id).await?;
+    if a.force && !a.yes {
+        confirm(
+            &format!(
+                "Roll back installation {} in {} even where objects changed since? Those changes are lost.",
+                a.id, found.destination_environment
+            ),
+            &format!("force the rollback of installation {}", a.id),
+        )?;
+    }
     let request = pb::RollbackInstallationRequest {
         id: a.id,
         force: a.force,
         request_id: a.request_id.unwrap_or_else(new_request_id),
     };
     let progress = Progress::start("Rolling back…");
-    let result = session.installations().await?.rollback_installation(session.request(request)).await;
+    let result = client.rollback_installation(session.request(request)).await;
     progress.finish().await;
     let i = result?.into_inner();
     note(out, format!("Rolled back installation {} in {}", i.id, i.destination_environment));
-    print_installation(session, out, i).await
+    print_installation(session, &mut client, out, i).await
 }
 
 fn installation_status(status: i32) -> String {
@@ -344,10 +466,11 @@ fn installation_style(status: i32) -> Style {
 fn render_pre_run(out: &Out, p: &pb::PreRun, order: &[String], with_changes: bool) -> String {
     let status = pb::PreRunStatus::try_from(p.status).map_or("?".into(), |s| short(s.as_str_name(), "PRE_RUN_STATUS_"));
     let status_style = if p.status == pb::PreRunStatus::Ready as i32 { Style::Green } else { Style::Red };
+    let tally = Tally::of(p.translation_map.values().flat_map(|t| t.entries.values()));
     let mut pairs = vec![
-        ("Pre-run", p.id.clone()),
-        ("Status", out.paint(status_style, &status)),
-        ("Package", format!("{} version {}", p.package_id, p.package_version)),
+        ("Pre-run", p.id.clone().into()),
+        ("Status", cell(status, status_style)),
+        ("Package", format!("{} version {}", p.package_id, p.package_version).into()),
         (
             "From → to",
             format!(
@@ -355,14 +478,20 @@ fn render_pre_run(out: &Out, p: &pb::PreRun, order: &[String], with_changes: boo
                 or_dash(&p.source_environment),
                 p.destination_environment,
                 p.destination_revision
-            ),
+            )
+            .into(),
         ),
-        ("Created", format!("{} by {}", time(&p.create_time), or_dash(&p.created_by))),
-        ("Expires", time(&p.expire_time)),
-        ("Summary", summary(out, &p.summary)),
+        ("Created", format!("{} by {}", time(&p.create_time), or_dash(&p.created_by)).into()),
+        ("Expires", time(&p.expire_time).into()),
     ];
+    pairs.push(("Summary", painted(summary(out, &p.summary))));
+    pairs.push(("Collisions", tally.collisions_text().into()));
+    pairs.push((
+        "Not applied",
+        cell(tally.dropped_text(), if tally.dropped_entries > 0 { Style::Yellow } else { Style::Plain }),
+    ));
     if !p.failure_reason.is_empty() {
-        pairs.push(("Failure", out.paint(Style::Red, &p.failure_reason)));
+        pairs.push(("Failure", cell(p.failure_reason.clone(), Style::Red)));
     }
     let mut text = details(out, &pairs);
     text.push_str(&render_translation(out, &p.translation_map, order, false, with_changes));
@@ -388,24 +517,87 @@ fn render_pre_run(out: &Out, p: &pb::PreRun, order: &[String], with_changes: boo
     text
 }
 
+/// Counts over a plan's entries: collisions by kind, and the entries whose field changes
+/// the plan will not apply (kept as USEEXISTING, or IGNOREd).
+#[derive(Default)]
+struct Tally {
+    collisions: std::collections::BTreeMap<String, usize>,
+    dropped_entries: usize,
+    dropped_changes: usize,
+}
+
+impl Tally {
+    fn of<'a>(entries: impl Iterator<Item = &'a pb::TranslationEntry>) -> Tally {
+        let mut t = Tally::default();
+        for e in entries {
+            if e.collision != pb::Collision::Unspecified as i32 {
+                let name = pb::Collision::try_from(e.collision)
+                    .map_or_else(|_| e.collision.to_string(), |c| short(c.as_str_name(), "COLLISION_"));
+                *t.collisions.entry(name).or_default() += 1;
+            }
+            if not_applied(e) {
+                t.dropped_entries += 1;
+                t.dropped_changes += e.changes.len();
+            }
+        }
+        t
+    }
+
+    fn collisions_text(&self) -> String {
+        if self.collisions.is_empty() {
+            return "none".into();
+        }
+        let total: usize = self.collisions.values().sum();
+        let each: Vec<String> = self.collisions.iter().map(|(k, n)| format!("{k}={n}")).collect();
+        format!("{total} ({})", each.join(" "))
+    }
+
+    fn dropped_text(&self) -> String {
+        if self.dropped_entries == 0 {
+            return "none: every change shown is applied".into();
+        }
+        format!(
+            "{} change(s) of {} object(s) kept as they are in the destination (marked \"not applied\")",
+            self.dropped_changes, self.dropped_entries
+        )
+    }
+}
+
+/// An entry whose differences the installation will not write: matched but kept
+/// (USEEXISTING) or skipped (IGNORE).
+fn not_applied(e: &pb::TranslationEntry) -> bool {
+    let kept = [pb::InstallAction::Useexisting as i32, pb::InstallAction::Ignore as i32];
+    kept.contains(&e.action) && !e.changes.is_empty()
+}
+
+/// Why an entry's changes are not applied, in words.
+fn not_applied_why(e: &pb::TranslationEntry) -> String {
+    let action = action_name(e.action);
+    if e.collision == pb::Collision::LocallyModified as i32 {
+        format!("not applied: {action}, edited in the destination since the last promotion")
+    } else {
+        format!("not applied: {action}")
+    }
+}
+
 fn render_installation(out: &Out, i: &pb::Installation, order: &[String]) -> String {
     let mut pairs = vec![
-        ("Installation", i.id.clone()),
-        ("Status", out.paint(installation_style(i.status), &installation_status(i.status))),
-        ("Package", format!("{} version {}", i.package_id, i.package_version)),
-        ("From → to", format!("{} → {}", or_dash(&i.source_environment), i.destination_environment)),
-        ("Revision", format!("{} after the installation", i.destination_revision)),
-        ("Pre-run", or_dash(&i.pre_run_id)),
-        ("Created", format!("{} by {}", time(&i.create_time), or_dash(&i.created_by))),
-        ("Finished", time(&i.finish_time)),
+        ("Installation", i.id.clone().into()),
+        ("Status", cell(installation_status(i.status), installation_style(i.status))),
+        ("Package", format!("{} version {}", i.package_id, i.package_version).into()),
+        ("From → to", format!("{} → {}", or_dash(&i.source_environment), i.destination_environment).into()),
+        ("Revision", format!("{} after the installation", i.destination_revision).into()),
+        ("Pre-run", or_dash(&i.pre_run_id).into()),
+        ("Created", format!("{} by {}", time(&i.create_time), or_dash(&i.created_by)).into()),
+        ("Finished", time(&i.finish_time).into()),
         ("Prune children", (if i.prune_children { "yes" } else { "no" }).into()),
-        ("Summary", summary(out, &i.summary)),
+        ("Summary", painted(summary(out, &i.summary))),
     ];
     if i.rollback_time.is_some() {
-        pairs.push(("Rolled back", format!("{} by {}", time(&i.rollback_time), or_dash(&i.rolled_back_by))));
+        pairs.push(("Rolled back", format!("{} by {}", time(&i.rollback_time), or_dash(&i.rolled_back_by)).into()));
     }
     if !i.failure_reason.is_empty() {
-        pairs.push(("Failure", out.paint(Style::Red, &i.failure_reason)));
+        pairs.push(("Failure", cell(i.failure_reason.clone(), Style::Red)));
     }
     details(out, &pairs) + &render_translation(out, &i.translation_map, order, true, false)
 }
@@ -414,7 +606,8 @@ fn render_installation(out: &Out, i: &pb::Installation, order: &[String]) -> Str
 fn summary(out: &Out, map: &HashMap<String, i64>) -> String {
     let mut items: Vec<_> = map.iter().filter(|(_, n)| **n != 0).collect();
     items.sort();
-    let text: Vec<String> = items.iter().map(|(k, n)| out.paint(action_style_name(k), &format!("{k}={n}"))).collect();
+    let text: Vec<String> =
+        items.iter().map(|(k, n)| out.paint(action_style_name(k), &safe(&format!("{k}={n}")))).collect();
     or_dash(&text.join(" "))
 }
 
@@ -448,7 +641,7 @@ pub fn render_translation(
     for obj_code in types {
         let mut entries: Vec<(&String, &pb::TranslationEntry)> = map[obj_code].entries.iter().collect();
         entries.sort_by(|a, b| (&a.1.name, a.0).cmp(&(&b.1.name, b.0)));
-        text.push_str(&format!("\n{} ({})\n", out.paint(Style::Bold, obj_code), entries.len()));
+        text.push_str(&format!("\n{} ({})\n", out.paint(Style::Bold, &safe(obj_code)), entries.len()));
         let mut header = vec!["SOURCE ID", "NAME", "ACTION", "MATCH", "COLLISION", "TARGET"];
         if installed {
             header.push("STATUS");
@@ -485,6 +678,9 @@ fn entry_row(out: &Out, source_id: &str, e: &pb::TranslationEntry, installed: bo
     if !e.alt_name.is_empty() {
         notes.push(format!("as {:?}", e.alt_name));
     }
+    if !installed && not_applied(e) {
+        notes.push(not_applied_why(e));
+    }
     if !e.candidate_ids.is_empty() {
         notes.push(format!("candidates: {}", e.candidate_ids.join(", ")));
     }
@@ -509,7 +705,21 @@ fn entry_row(out: &Out, source_id: &str, e: &pb::TranslationEntry, installed: bo
 fn render_changes(out: &Out, obj_code: &str, entries: &[(&String, &pb::TranslationEntry)]) -> String {
     let mut text = String::new();
     for (source_id, e) in entries.iter().filter(|(_, e)| !e.changes.is_empty()) {
-        text.push_str(&format!("  {} {obj_code} {source_id} {:?}:\n", out.paint(Style::Bold, "changes of"), e.name));
+        let head = format!("{obj_code} {source_id} {:?}", e.name);
+        if not_applied(e) {
+            // Shown so that the reviewer sees what is being kept, never as if it were written.
+            let why = format!("({}; the destination keeps its values)", not_applied_why(e));
+            text.push_str(&format!(
+                "  {} {}:\n",
+                out.paint(Style::Bold, "changes of"),
+                out.paint(Style::Yellow, &safe(&format!("{head} {why}")))
+            ));
+            for c in &e.changes {
+                text.push_str(&out.paint(Style::Dim, &change_line(&Out { color: false, ..*out }, c)));
+            }
+            continue;
+        }
+        text.push_str(&format!("  {} {}:\n", out.paint(Style::Bold, "changes of"), safe(&head)));
         for c in &e.changes {
             text.push_str(&change_line(out, c));
         }
@@ -524,10 +734,10 @@ pub fn change_line(out: &Out, c: &pb::FieldChange) -> String {
     let after = c.after.as_ref().map(render_value);
     let mut text = String::new();
     if let Some(b) = before.filter(|b| b != "null") {
-        text.push_str(&format!("      {}\n", out.paint(Style::Red, &format!("- {}: {b}", c.path))));
+        text.push_str(&format!("      {}\n", out.paint(Style::Red, &safe(&format!("- {}: {b}", c.path)))));
     }
     if let Some(a) = after.filter(|a| a != "null") {
-        text.push_str(&format!("      {}\n", out.paint(Style::Green, &format!("+ {}: {a}", c.path))));
+        text.push_str(&format!("      {}\n", out.paint(Style::Green, &safe(&format!("+ {}: {a}", c.path)))));
     }
     text
 }

@@ -2,6 +2,7 @@
 //! prints the result through `cli::output`.
 pub mod audit;
 pub mod auth;
+pub mod config;
 pub mod env;
 pub mod install;
 pub mod objects;

@@ -1,7 +1,5 @@
 //! `package ...`: creating, inspecting, changing and watching packages (PackageService),
 //! with a progress display while a package is extracted.
-use std::io::IsTerminal;
-
 use serde_json::{json, Value as Json};
 use tokio_stream::StreamExt;
 
@@ -9,7 +7,9 @@ use super::env::more;
 use super::objects::new_request_id;
 use crate::connect::Session;
 use crate::error::CliError;
-use crate::output::{cell, counts, details, emit, note, or_dash, time, to_json, Format, Out, Progress, Style, Table};
+use crate::output::{
+    cell, confirm, counts, details, emit, note, or_dash, safe, time, to_json, Format, Out, Progress, Style, Table,
+};
 use crate::parse::{collections, parse_package_status, parse_root, short, Root};
 use crate::{GlobalArgs, PageArgs};
 use promotion_api::v1 as pb;
@@ -318,34 +318,34 @@ fn render_package(out: &Out, p: &pb::Package) -> String {
         .collect::<Vec<_>>()
         .join(", ");
     let mut pairs = vec![
-        ("Package", p.id.clone()),
-        ("Name", p.name.clone()),
-        ("Status", out.paint(status_style(p.status), &status_name(p.status))),
-        ("Version", p.version.to_string()),
-        ("Source", p.source_environment.clone()),
-        ("Roots", or_dash(&roots)),
-        ("Objects", format!("{} ({})", p.entity_counts.values().sum::<i64>(), counts(&p.entity_counts))),
-        ("Installed", counts(&p.installation_counts)),
-        ("Digest", or_dash(&p.digest)),
-        ("Private", (if p.is_private { "yes" } else { "no" }).to_string()),
-        ("Created", format!("{} by {}", time(&p.create_time), or_dash(&p.created_by))),
-        ("Updated", time(&p.update_time)),
-        ("Etag", or_dash(&p.etag)),
+        ("Package", p.id.clone().into()),
+        ("Name", p.name.clone().into()),
+        ("Status", cell(status_name(p.status), status_style(p.status))),
+        ("Version", p.version.to_string().into()),
+        ("Source", p.source_environment.clone().into()),
+        ("Roots", or_dash(&roots).into()),
+        ("Objects", format!("{} ({})", p.entity_counts.values().sum::<i64>(), counts(&p.entity_counts)).into()),
+        ("Installed", counts(&p.installation_counts).into()),
+        ("Digest", or_dash(&p.digest).into()),
+        ("Private", (if p.is_private { "yes" } else { "no" }).into()),
+        ("Created", format!("{} by {}", time(&p.create_time), or_dash(&p.created_by)).into()),
+        ("Updated", time(&p.update_time).into()),
+        ("Etag", or_dash(&p.etag).into()),
     ];
     if !p.description.is_empty() {
-        pairs.insert(2, ("Description", p.description.clone()));
+        pairs.insert(2, ("Description", p.description.clone().into()));
     }
     if p.publish_time.is_some() {
-        pairs.push(("Published", time(&p.publish_time)));
+        pairs.push(("Published", time(&p.publish_time).into()));
     }
     if p.retire_time.is_some() {
-        pairs.push(("Retired", time(&p.retire_time)));
+        pairs.push(("Retired", time(&p.retire_time).into()));
     }
     if !p.failure_reason.is_empty() {
-        pairs.push(("Failure", out.paint(Style::Red, &p.failure_reason)));
+        pairs.push(("Failure", cell(p.failure_reason.clone(), Style::Red)));
     }
     for w in &p.warnings {
-        pairs.push(("Warning", out.paint(Style::Yellow, w)));
+        pairs.push(("Warning", cell(w.clone(), Style::Yellow)));
     }
     details(out, &pairs)
 }
@@ -416,29 +416,20 @@ async fn update(session: &Session, out: &Out, a: UpdateArgs) -> Result<(), CliEr
 }
 
 async fn delete(session: &Session, out: &Out, id: String, etag: String, yes: bool) -> Result<(), CliError> {
-    if !yes && !confirm(&format!("Delete package {id} for good? Installations keep their records. [y/N] "))? {
-        return Err(CliError::failed("not deleted"));
+    if !yes {
+        confirm(
+            &format!("Delete package {} for good? Installations keep their records.", safe(&id)),
+            &format!("delete package {id}"),
+        )?;
     }
     let request = pb::DeletePackageRequest { id: id.clone(), etag };
     session.packages().await?.delete_package(session.request(request)).await?;
     match out.format {
-        Format::Json => out.print_json(&json!({ "deleted": id })),
-        Format::Id => println!("{id}"),
-        Format::Human => println!("Deleted package {id}"),
+        Format::Json | Format::Yaml => out.print_json(&json!({ "deleted": id })),
+        Format::Id => println!("{}", safe(&id)),
+        Format::Human => println!("Deleted package {}", safe(&id)),
     }
     Ok(())
-}
-
-fn confirm(question: &str) -> Result<bool, CliError> {
-    use std::io::Write;
-    if !std::io::stdin().is_terminal() {
-        return Err(CliError::usage("refusing to delete without confirmation: add --yes"));
-    }
-    eprint!("{question}");
-    let _ = std::io::stderr().flush();
-    let mut line = String::new();
-    std::io::stdin().read_line(&mut line).map_err(|e| CliError::usage(e.to_string()))?;
-    Ok(matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes"))
 }
 
 async fn watch(session: &Session, out: &Out, id: String, until_extracted: bool) -> Result<(), CliError> {
@@ -448,15 +439,16 @@ async fn watch(session: &Session, out: &Out, id: String, until_extracted: bool) 
         let p = update?;
         match out.format {
             Format::Json => println!("{}", to_json(&p)?),
-            Format::Id => println!("{}", p.id),
+            Format::Yaml => print!("---\n{}", crate::output::document(Format::Yaml, &to_json(&p)?)),
+            Format::Id => println!("{}", safe(&p.id)),
             Format::Human => println!(
                 "{}  {}  v{}  {}  objects: {}{}",
                 time(&p.update_time),
                 out.paint(status_style(p.status), &format!("{:<17}", status_name(p.status))),
                 p.version,
-                p.name,
-                counts(&p.entity_counts),
-                if p.failure_reason.is_empty() { String::new() } else { format!("  ({})", p.failure_reason) }
+                safe(&p.name),
+                safe(&counts(&p.entity_counts)),
+                if p.failure_reason.is_empty() { String::new() } else { format!("  ({})", safe(&p.failure_reason)) }
             ),
         }
         if until_extracted && p.status != pb::PackageStatus::Extracting as i32 {
@@ -482,14 +474,14 @@ async fn definition(session: &Session, out: &Out, id: String, version: i64) -> R
         }
     }
     match out.format {
-        Format::Json => {
+        Format::Json | Format::Yaml => {
             let mut doc = json!({ "header": to_json(&header)? });
             if let Json::Object(parts) = to_json(&entities)? {
                 doc.as_object_mut().into_iter().for_each(|d| d.extend(parts.clone()));
             }
             out.print_json(&doc);
         }
-        Format::Id => entities.objects.iter().for_each(|o| println!("{}:{}", o.obj_code, o.id)),
+        Format::Id => entities.objects.iter().for_each(|o| println!("{}", safe(&format!("{}:{}", o.obj_code, o.id)))),
         Format::Human => print!("{}", render_definition(out, &header, &entities)),
     }
     Ok(())
@@ -500,12 +492,12 @@ fn render_definition(out: &Out, h: &pb::PackageDefinitionHeader, e: &pb::Package
     let mut text = details(
         out,
         &[
-            ("Package", h.package_id.clone()),
-            ("Version", h.version.to_string()),
-            ("Source", h.source_environment.clone()),
-            ("Digest", or_dash(&h.digest)),
-            ("Objects", format!("{} ({})", h.entity_total, counts(&h.entity_counts))),
-            ("Install order", or_dash(&metadata.install_order.join(" "))),
+            ("Package", h.package_id.clone().into()),
+            ("Version", h.version.to_string().into()),
+            ("Source", h.source_environment.clone().into()),
+            ("Digest", or_dash(&h.digest).into()),
+            ("Objects", format!("{} ({})", h.entity_total, counts(&h.entity_counts)).into()),
+            ("Install order", or_dash(&metadata.install_order.join(" ")).into()),
         ],
     );
     let mut order = metadata.display_order.clone();
@@ -526,7 +518,7 @@ fn render_definition(out: &Out, h: &pb::PackageDefinitionHeader, e: &pb::Package
             ]);
         }
         if !table.is_empty() {
-            text.push_str(&format!("\n{}\n", out.paint(Style::Bold, &code)));
+            text.push_str(&format!("\n{}\n", out.paint(Style::Bold, &safe(&code))));
             text.push_str(&table.render(out, "  "));
         }
     }

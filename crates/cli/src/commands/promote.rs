@@ -1,10 +1,11 @@
-//! `promote`, `tasks`, `requests`, `accept`, `reject` and `cancel` (PromotionService),
-//! with `promote` chaining the package steps a promotion needs.
+//! `promote`, `tasks`, `requests`, `accept`, `reject` and `cancel` (PromotionService, on
+//! the installation service hosting each target), with `promote` chaining the package
+//! steps a promotion needs after checking, before it creates anything, that they can work.
 use super::env::{kind_name, more};
-use super::install::{get_installation, print_installation};
+use super::install::{confirm_production, find_installation, print_installation};
 use super::objects::new_request_id;
 use super::packages::{self, status_name, wait_extracted, CreateArgs};
-use crate::connect::Session;
+use crate::connect::{PromotionClient, Session};
 use crate::error::CliError;
 use crate::output::{cell, details, emit, note, or_dash, time, Format, Out, Progress, Style, Table};
 use crate::parse::{
@@ -12,6 +13,7 @@ use crate::parse::{
 };
 use crate::{GlobalArgs, PageArgs};
 use promotion_api::v1 as pb;
+use promotion_core::identity::{Binding, Identity, Permission, Role};
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:\n  \
@@ -20,10 +22,13 @@ use promotion_api::v1 as pb;
     --root TMPL:6419b8b9001151ee258921a4f7597bb2 --comment \"first cut\"\n  \
     # the same package again, re-extracted with today's content of dev\n  \
     promotion promote --to qa --package PACKAGE_ID --refresh\n\n\
-    Steps: reuse the package (--package, or the newest non-retired one of that --name and\n\
-    --source) or create it; re-extract it with --refresh; wait for the extraction; make it\n\
-    PREVIEW (sandbox target) or PUBLIC (production target) unless it already is; request\n\
-    the promotion. An approver of the target then sees it in `promotion tasks`.")]
+    Steps: check that the target exists, that you may package and request promotions from\n\
+    the source, and that the roots exist there; reuse the package (--package, or the newest\n\
+    non-retired one of that --name and --source) or create it; re-extract it with --refresh;\n\
+    wait for the extraction; take it through the statuses the target needs (BUILDING ->\n\
+    PREVIEW for a sandbox, BUILDING -> PREVIEW -> PUBLIC for production); request the\n\
+    promotion. A package this command created is deleted again if a later step fails. An\n\
+    approver of the target then sees the request in `promotion tasks`.")]
 pub struct PromoteArgs {
     /// Target environment.
     #[arg(long)]
@@ -111,6 +116,10 @@ pub struct AcceptArgs {
     /// Delete children an earlier promotion created that the package no longer has.
     #[arg(long)]
     pub prune_children: bool,
+    /// Accept into a PRODUCTION environment without asking (required there when standard
+    /// input is not a terminal).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
     /// Comment recorded with the decision.
     #[arg(long, default_value = "", hide_default_value = true)]
     pub comment: String,
@@ -135,53 +144,163 @@ pub struct DecideArgs {
     pub global: GlobalArgs,
 }
 
-/// The status a package needs to be installable into an environment of `kind`; None when
+/// The statuses a package goes through, in order, to be installable into an environment of
+/// `kind` (the lifecycle allows BUILDING -> PREVIEW -> PUBLIC only step by step); empty when
 /// its current status already allows it.
-pub fn needed_status(current: pb::PackageStatus, kind: pb::EnvironmentKind) -> Option<pb::PackageStatus> {
+pub fn lifecycle_steps(current: pb::PackageStatus, kind: pb::EnvironmentKind) -> Vec<pb::PackageStatus> {
+    use pb::PackageStatus::{Building, Preview, Public};
     match (current, kind) {
-        (pb::PackageStatus::Public, _) => None,
-        (pb::PackageStatus::Preview, pb::EnvironmentKind::Sandbox) => None,
-        (_, pb::EnvironmentKind::Sandbox) => Some(pb::PackageStatus::Preview),
-        _ => Some(pb::PackageStatus::Public),
+        (Public, _) | (Preview, pb::EnvironmentKind::Sandbox) => vec![],
+        (Preview, _) => vec![Public],
+        (Building, pb::EnvironmentKind::Sandbox) => vec![Preview],
+        (Building, _) => vec![Preview, Public],
+        // RETIRED must go back to BUILDING first; EXTRACTING / EXTRACTION_FAILED cannot move.
+        _ => vec![],
     }
 }
 
-pub async fn promote(session: &Session, out: &Out, a: PromoteArgs) -> Result<(), CliError> {
-    let request = pb::GetEnvironmentRequest { id: a.to.clone() };
-    let target = session.environments().await?.get_environment(session.request(request)).await?.into_inner();
-    let kind = pb::EnvironmentKind::try_from(target.kind).unwrap_or(pb::EnvironmentKind::Production);
+/// The caller's identity as the package service sees it, for checks made before anything
+/// is written.
+async fn identity(session: &Session) -> Result<Identity, CliError> {
+    let who = session.auth().await?.who_am_i(session.request(pb::WhoAmIRequest {})).await?.into_inner();
+    let bindings = who
+        .bindings
+        .iter()
+        .filter_map(|b| Some(Binding { role: Role::parse(&b.role)?, environment: b.environment.clone() }))
+        .collect();
+    Ok(Identity { subject: who.subject, organization: who.organization, bindings, expires_at: 0 })
+}
 
-    let mut package = find_or_create(session, out, &a).await?;
-    package = wait_extracted(session, out, package).await?;
-    packages::fail_if_extraction_failed(&package)?;
-    let current = pb::PackageStatus::try_from(package.status).unwrap_or(pb::PackageStatus::Unspecified);
-    if let Some(status) = needed_status(current, kind) {
-        if current == pb::PackageStatus::Retired {
+fn denied(permission: Permission, environment: &str, what: &str) -> CliError {
+    promotion_api::status::status(
+        tonic::Code::PermissionDenied,
+        "PERMISSION_DENIED",
+        format!("you lack {} on environment {environment}, which {what}; nothing was created", permission.as_str()),
+        [("permission", permission.as_str().to_string()), ("environment", environment.to_string())],
+    )
+    .into()
+}
+
+pub async fn promote(session: &Session, out: &Out, a: PromoteArgs) -> Result<(), CliError> {
+    // Everything that can be checked is checked before anything is created.
+    let target = super::env::get_environment(session, &a.to).await?;
+    let kind = pb::EnvironmentKind::try_from(target.kind).unwrap_or(pb::EnvironmentKind::Production);
+    let existing = match (&a.package, &a.name, &a.source) {
+        (Some(id), _, _) => Some(packages::get(session, id).await?),
+        (None, Some(name), Some(source)) => find_by_name(session, name, source).await?,
+        _ => return Err(CliError::usage("name the package: --package ID, or --name and --source")),
+    };
+    let source = existing.as_ref().map(|p| p.source_environment.clone()).or(a.source.clone()).unwrap_or_default();
+    if source == a.to {
+        return Err(CliError::usage(format!("the package comes from {source}: promote it into another environment")));
+    }
+    let me = identity(session).await?;
+    let creating = existing.is_none();
+    let changes_package = creating
+        || a.refresh
+        || existing.as_ref().is_some_and(|p| {
+            let current = pb::PackageStatus::try_from(p.status).unwrap_or(pb::PackageStatus::Unspecified);
+            !lifecycle_steps(current, kind).is_empty()
+        });
+    if changes_package && !me.allows(Permission::PackageWrite, &source) {
+        return Err(denied(Permission::PackageWrite, &source, "creating or moving the package needs"));
+    }
+    if !me.allows(Permission::PromotionRequest, &source) {
+        return Err(denied(Permission::PromotionRequest, &source, "requesting the promotion needs"));
+    }
+    if let Some(p) = &existing {
+        let retired = p.status == pb::PackageStatus::Retired as i32;
+        if retired && !a.refresh {
             return Err(CliError::failed(format!(
                 "package {} is RETIRED; move it back first (`promotion package update {} --status building`) or use --refresh",
-                package.id, package.id
+                p.id, p.id
             )));
         }
-        package = packages::set_status(session, &package.id, &package.etag, status).await?;
-        note(
-            out,
-            format!(
-                "Package {} is now {} (installable into {} environments)",
-                package.id,
-                status_name(package.status),
-                kind_name(target.kind)
-            ),
-        );
+        if !a.refresh && !a.roots.is_empty() {
+            return Err(CliError::usage(
+                "the package exists: add --refresh to re-extract it with the given --root objects",
+            ));
+        }
+        let pending = pb::ListPromotionRequestsRequest {
+            environment: a.to.clone(),
+            status: pb::PromotionStatus::ToBeValidated as i32,
+            package_id: p.id.clone(),
+            ..Default::default()
+        };
+        let mut promotions = session.promotions_for(&a.to).await?;
+        let pending = promotions.list_promotion_requests(session.request(pending)).await?.into_inner();
+        if let Some(r) = pending.promotion_requests.iter().find(|r| r.target_environment == a.to) {
+            return Err(promotion_api::status::status(
+                tonic::Code::AlreadyExists,
+                "PROMOTION_ALREADY_IN_PROGRESS",
+                format!(
+                    "promotion request {} of this package into {} is still pending; nothing was changed: \
+                     wait until it is accepted, rejected or cancelled (`promotion cancel {}`)",
+                    r.id, a.to, r.id
+                ),
+                [("existing_request", r.id.clone())],
+            )
+            .into());
+        }
+    } else if a.roots.is_empty() {
+        return Err(CliError::usage("no package of that name yet: give its roots with --root TYPE:ID[:NAME]"));
+    }
+    // The roots must exist in the source, or the extraction would fail after creating.
+    if creating || a.refresh {
+        let mut objects = session.environments_for(&source).await?;
+        for root in &a.roots {
+            let get = pb::GetObjectRequest {
+                environment: source.clone(),
+                obj_code: root.obj_code.clone(),
+                id: root.id.clone(),
+            };
+            objects.get_object(session.request(get)).await.map_err(|e| {
+                let e = CliError::from(e);
+                match e.code() {
+                    "NOT_FOUND" => CliError::failed(format!(
+                        "root {}:{} does not exist in {source} ({e}); nothing was created",
+                        root.obj_code, root.id
+                    )),
+                    _ => e,
+                }
+            })?;
+        }
     }
 
-    let request = pb::RequestPromotionRequest {
-        package_id: package.id.clone(),
-        package_version: package.version,
-        target_environment: a.to.clone(),
-        comment: a.comment.clone(),
-        request_id: a.request_id.clone().unwrap_or_else(new_request_id),
+    let (package, created) = match existing {
+        Some(p) => {
+            note(
+                out,
+                format!("Using package {} {:?} ({}, version {})", p.id, p.name, status_name(p.status), p.version),
+            );
+            let p = if a.refresh { refresh(session, out, p, &a.roots).await? } else { p };
+            (p, false)
+        }
+        None => {
+            let args = CreateArgs {
+                name: a.name.clone().unwrap_or_default(),
+                source: source.clone(),
+                roots: a.roots.clone(),
+                description: a.description.clone(),
+                private: false,
+                wait: true,
+                request_id: None,
+            };
+            let p = packages::create_package(session, &args).await?;
+            note(out, format!("Created package {} from {}", p.id, p.source_environment));
+            (p, true)
+        }
     };
-    let promotion = session.promotions().await?.request_promotion(session.request(request)).await?.into_inner();
+    let result = finish_promotion(session, out, &a, package.clone(), kind).await;
+    if result.is_err() && created {
+        // No package left behind half-way: this command made it, and nobody asked for it.
+        let request = pb::DeletePackageRequest { id: package.id.clone(), etag: String::new() };
+        match session.packages().await?.delete_package(session.request(request)).await {
+            Ok(_) => note(out, format!("Deleted package {} again: the promotion did not go through", package.id)),
+            Err(e) => note(out, format!("Could not delete package {} again: {}", package.id, CliError::from(e))),
+        }
+    }
+    let promotion = result?;
     note(
         out,
         format!(
@@ -196,49 +315,54 @@ pub async fn promote(session: &Session, out: &Out, a: PromoteArgs) -> Result<(),
     print_request(out, &promotion)
 }
 
-/// The package `promote` works on: given, found by name, or created; re-extracted with --refresh.
-async fn find_or_create(session: &Session, out: &Out, a: &PromoteArgs) -> Result<pb::Package, CliError> {
-    let existing = match (&a.package, &a.name, &a.source) {
-        (Some(id), _, _) => Some(packages::get(session, id).await?),
-        (None, Some(name), Some(source)) => find_by_name(session, name, source).await?,
-        _ => return Err(CliError::usage("name the package: --package ID, or --name and --source")),
-    };
-    let Some(package) = existing else {
-        if a.roots.is_empty() {
-            return Err(CliError::usage("no package of that name yet: give its roots with --root TYPE:ID[:NAME]"));
-        }
-        let args = CreateArgs {
-            name: a.name.clone().unwrap_or_default(),
-            source: a.source.clone().unwrap_or_default(),
-            roots: a.roots.clone(),
-            description: a.description.clone(),
-            private: false,
-            wait: true,
-            request_id: None,
-        };
-        let created = packages::create_package(session, &args).await?;
-        note(out, format!("Created package {} from {}", created.id, created.source_environment));
-        return Ok(created);
-    };
-    note(
-        out,
-        format!(
-            "Using package {} {:?} ({}, version {})",
-            package.id,
-            package.name,
-            status_name(package.status),
-            package.version
-        ),
-    );
-    if !a.refresh {
-        if !a.roots.is_empty() {
-            return Err(CliError::usage(
-                "the package exists: add --refresh to re-extract it with the given --root objects",
-            ));
-        }
-        return Ok(package);
+/// Waits for the extraction, takes the package through the statuses the target needs and
+/// requests the promotion.
+async fn finish_promotion(
+    session: &Session,
+    out: &Out,
+    a: &PromoteArgs,
+    package: pb::Package,
+    kind: pb::EnvironmentKind,
+) -> Result<pb::PromotionRequest, CliError> {
+    let mut package = wait_extracted(session, out, package).await?;
+    packages::fail_if_extraction_failed(&package)?;
+    let current = pb::PackageStatus::try_from(package.status).unwrap_or(pb::PackageStatus::Unspecified);
+    for status in lifecycle_steps(current, kind) {
+        package = packages::set_status(session, &package.id, &package.etag, status).await?;
+        note(
+            out,
+            format!(
+                "Package {} is now {} (installable into {} environments)",
+                package.id,
+                status_name(package.status),
+                if status == pb::PackageStatus::Public {
+                    "all".to_string()
+                } else {
+                    kind_name(pb::EnvironmentKind::Sandbox as i32)
+                }
+            ),
+        );
     }
-    refresh(session, out, package, &a.roots).await
+    let request = pb::RequestPromotionRequest {
+        package_id: package.id.clone(),
+        package_version: package.version,
+        target_environment: a.to.clone(),
+        comment: a.comment.clone(),
+        request_id: a.request_id.clone().unwrap_or_else(new_request_id),
+    };
+    Ok(session.promotions_for(&a.to).await?.request_promotion(session.request(request)).await?.into_inner())
+}
+
+/// A promotion request and a client of the installation service that has it (the one
+/// hosting its target).
+pub async fn find_request(session: &Session, id: &str) -> Result<(PromotionClient, pb::PromotionRequest), CliError> {
+    let (address, request) = session
+        .find(|address| async move {
+            let get = pb::GetPromotionRequestRequest { id: id.to_string() };
+            Ok(session.promotions_at(&address).await?.get_promotion_request(session.request(get)).await?.into_inner())
+        })
+        .await?;
+    Ok((session.promotions_at(&address).await?, request))
 }
 
 async fn find_by_name(session: &Session, name: &str, source: &str) -> Result<Option<pb::Package>, CliError> {
@@ -300,10 +424,10 @@ fn print_request(out: &Out, r: &pb::PromotionRequest) -> Result<(), CliError> {
 
 fn render_request(out: &Out, r: &pb::PromotionRequest) -> String {
     let mut pairs = vec![
-        ("Promotion request", r.id.clone()),
-        ("Status", out.paint(promotion_style(r.status), &promotion_status(r.status))),
-        ("Package", format!("{} {:?} version {}", r.package_id, r.package_name, r.package_version)),
-        ("From → to", format!("{} → {}", r.source_environment, r.target_environment)),
+        ("Promotion request", r.id.clone().into()),
+        ("Status", cell(promotion_status(r.status), promotion_style(r.status))),
+        ("Package", format!("{} {:?} version {}", r.package_id, r.package_name, r.package_version).into()),
+        ("From → to", format!("{} → {}", r.source_environment, r.target_environment).into()),
         (
             "Update",
             (if r.is_update {
@@ -313,19 +437,19 @@ fn render_request(out: &Out, r: &pb::PromotionRequest) -> String {
             })
             .into(),
         ),
-        ("Requested", format!("{} by {}", time(&r.create_time), or_dash(&r.requested_by))),
-        ("Comment", or_dash(&r.comment)),
-        ("Updated", time(&r.update_time)),
+        ("Requested", format!("{} by {}", time(&r.create_time), or_dash(&r.requested_by)).into()),
+        ("Comment", or_dash(&r.comment).into()),
+        ("Updated", time(&r.update_time).into()),
     ];
     if !r.decided_by.is_empty() {
-        pairs.push(("Decided by", r.decided_by.clone()));
-        pairs.push(("Decision comment", or_dash(&r.decision_comment)));
+        pairs.push(("Decided by", r.decided_by.clone().into()));
+        pairs.push(("Decision comment", or_dash(&r.decision_comment).into()));
     }
     if !r.installation_id.is_empty() {
-        pairs.push(("Installation", r.installation_id.clone()));
+        pairs.push(("Installation", r.installation_id.clone().into()));
     }
     if !r.last_error.is_empty() {
-        pairs.push(("Last error", out.paint(Style::Red, &r.last_error)));
+        pairs.push(("Last error", cell(r.last_error.clone(), Style::Red)));
     }
     details(out, &pairs)
 }
@@ -348,29 +472,75 @@ fn requests_table(out: &Out, requests: &[pb::PromotionRequest]) -> String {
     table.render(out, "")
 }
 
-pub async fn tasks(session: &Session, out: &Out, a: TasksArgs) -> Result<(), CliError> {
-    let mut client = session.promotions().await?;
-    let page = a.page;
-    let mut response = pb::ListPromotionTasksResponse { promotion_requests: vec![], next_page_token: page.page_token };
-    loop {
-        let request = pb::ListPromotionTasksRequest {
-            page_size: page.page_size,
-            page_token: std::mem::take(&mut response.next_page_token),
+/// Runs `list` on every installation service (each knows the requests into the
+/// environments it hosts) and merges the answers, newest first. A service that cannot be
+/// reached is reported and skipped.
+async fn on_every_service<F, Fut>(
+    session: &Session,
+    out: &Out,
+    mut list: F,
+) -> Result<Vec<pb::PromotionRequest>, CliError>
+where
+    F: FnMut(PromotionClient) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<pb::PromotionRequest>, CliError>>,
+{
+    let mut all = Vec::new();
+    let mut reached = 0;
+    let addresses = session.installation_services().await?;
+    let count = addresses.len();
+    let mut last_error = None;
+    for address in addresses {
+        let result = match session.promotions_at(&address).await {
+            Ok(client) => list(client).await,
+            Err(e) => Err(e),
         };
-        let next = client.list_promotion_tasks(session.request(request)).await?.into_inner();
-        response.promotion_requests.extend(next.promotion_requests);
-        response.next_page_token = next.next_page_token;
-        if !page.all || response.next_page_token.is_empty() {
-            break;
+        match result {
+            Ok(found) => {
+                reached += 1;
+                all.extend(found);
+            }
+            Err(e @ CliError::Connect { .. }) if count > 1 => {
+                note(out, format!("skipped: {e}"));
+                last_error = Some(e);
+            }
+            Err(e) => return Err(e),
         }
     }
+    if reached == 0 {
+        return Err(last_error.unwrap_or_else(|| CliError::failed("no installation service answered")));
+    }
+    let key = |r: &pb::PromotionRequest| r.create_time.as_ref().map(|t| (t.seconds, t.nanos)).unwrap_or_default();
+    all.sort_by_key(|r| std::cmp::Reverse(key(r)));
+    all.dedup_by(|a, b| a.id == b.id);
+    Ok(all)
+}
+
+pub async fn tasks(session: &Session, out: &Out, a: TasksArgs) -> Result<(), CliError> {
+    let page = a.page;
+    if !page.page_token.is_empty() {
+        return Err(CliError::usage("tasks gathers every installation service's tasks: --page-token does not apply"));
+    }
+    let requests = on_every_service(session, out, |mut client| async move {
+        let mut found = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let request = pb::ListPromotionTasksRequest { page_size: page.page_size, page_token };
+            let next = client.list_promotion_tasks(session.request(request)).await?.into_inner();
+            found.extend(next.promotion_requests);
+            if next.next_page_token.is_empty() {
+                return Ok(found);
+            }
+            page_token = next.next_page_token;
+        }
+    })
+    .await?;
+    let response = pb::ListPromotionTasksResponse { promotion_requests: requests, next_page_token: String::new() };
     let ids: Vec<String> = response.promotion_requests.iter().map(|r| r.id.clone()).collect();
     emit(out, &response, &ids, || {
         if response.promotion_requests.is_empty() {
             return "No pending promotion requests for you.\n".into();
         }
         requests_table(out, &response.promotion_requests)
-            + &more(out, &response.next_page_token)
             + &out.paint(
                 Style::Dim,
                 "\nAccept with `promotion accept ID`, reject with `promotion reject ID --comment WHY`.\n",
@@ -379,41 +549,51 @@ pub async fn tasks(session: &Session, out: &Out, a: TasksArgs) -> Result<(), Cli
 }
 
 pub async fn requests(session: &Session, out: &Out, command: RequestsCommand) -> Result<(), CliError> {
-    let mut client = session.promotions().await?;
     match command {
         RequestsCommand::Show { id } => {
-            let request = pb::GetPromotionRequestRequest { id };
-            let r = client.get_promotion_request(session.request(request)).await?.into_inner();
+            let (_, r) = find_request(session, &id).await?;
             print_request(out, &r)
         }
         RequestsCommand::List { env, status, package, page } => {
-            let mut request = pb::ListPromotionRequestsRequest {
+            if !page.page_token.is_empty() {
+                return Err(CliError::usage(
+                    "requests gathers every installation service's requests: --page-token does not apply",
+                ));
+            }
+            let request = pb::ListPromotionRequestsRequest {
                 environment: env.unwrap_or_default(),
                 status: status.map_or(0, |s| s as i32),
                 package_id: package.unwrap_or_default(),
                 page_size: page.page_size,
                 page_token: String::new(),
             };
-            let mut response =
-                pb::ListPromotionRequestsResponse { promotion_requests: vec![], next_page_token: page.page_token };
-            loop {
-                request.page_token = std::mem::take(&mut response.next_page_token);
-                let next = client.list_promotion_requests(session.request(request.clone())).await?.into_inner();
-                response.promotion_requests.extend(next.promotion_requests);
-                response.next_page_token = next.next_page_token;
-                if !page.all || response.next_page_token.is_empty() {
-                    break;
+            let requests = on_every_service(session, out, |mut client| {
+                let mut request = request.clone();
+                async move {
+                    let mut found = Vec::new();
+                    loop {
+                        let next = client.list_promotion_requests(session.request(request.clone())).await?.into_inner();
+                        found.extend(next.promotion_requests);
+                        if next.next_page_token.is_empty() {
+                            return Ok(found);
+                        }
+                        request.page_token = next.next_page_token;
+                    }
                 }
-            }
-            let ids: Vec<String> = response.promotion_requests.iter().map(|r| r.id.clone()).collect();
-            emit(out, &response, &ids, || {
-                requests_table(out, &response.promotion_requests) + &more(out, &response.next_page_token)
             })
+            .await?;
+            let response =
+                pb::ListPromotionRequestsResponse { promotion_requests: requests, next_page_token: String::new() };
+            let ids: Vec<String> = response.promotion_requests.iter().map(|r| r.id.clone()).collect();
+            emit(out, &response, &ids, || requests_table(out, &response.promotion_requests) + &more(out, ""))
         }
     }
 }
 
 pub async fn accept(session: &Session, out: &Out, a: AcceptArgs) -> Result<(), CliError> {
+    let (mut client, found) = find_request(session, &a.id).await?;
+    let what = format!("Accept promotion request {} (installs package {:?})", a.id, found.package_name);
+    confirm_production(session, &found.target_environment, a.yes, &what).await?;
     let request = pb::AcceptPromotionRequestRequest {
         id: a.id,
         translation_map: translation_map(&a.overrides),
@@ -422,7 +602,7 @@ pub async fn accept(session: &Session, out: &Out, a: AcceptArgs) -> Result<(), C
         prune_children: a.prune_children,
     };
     let progress = Progress::start("Pre-running and installing…");
-    let result = session.promotions().await?.accept_promotion_request(session.request(request)).await;
+    let result = client.accept_promotion_request(session.request(request)).await;
     progress.finish().await;
     let r = result?.into_inner();
     if out.format == Format::Id {
@@ -431,15 +611,15 @@ pub async fn accept(session: &Session, out: &Out, a: AcceptArgs) -> Result<(), C
     }
     print_request(out, &r)?;
     if out.format == Format::Human && !r.installation_id.is_empty() {
-        let installation = get_installation(session, r.installation_id.clone()).await?;
+        let (mut installations, installation) = find_installation(session, &r.installation_id).await?;
         println!();
-        print_installation(session, out, installation).await?;
+        print_installation(session, &mut installations, out, installation).await?;
     }
     Ok(())
 }
 
 pub async fn close(session: &Session, out: &Out, a: DecideArgs, cancel: bool) -> Result<(), CliError> {
-    let mut client = session.promotions().await?;
+    let (mut client, _) = find_request(session, &a.id).await?;
     let request_id = a.request_id.unwrap_or_else(new_request_id);
     let r = if cancel {
         let request = pb::CancelPromotionRequestRequest { id: a.id, comment: a.comment, request_id };
@@ -459,13 +639,12 @@ mod tests {
     use pb::PackageStatus::*;
 
     #[test]
-    fn sandboxes_need_preview_and_production_needs_public() {
-        assert_eq!(needed_status(Building, Sandbox), Some(Preview));
-        assert_eq!(needed_status(Preview, Sandbox), None);
-        assert_eq!(needed_status(Public, Sandbox), None);
-        assert_eq!(needed_status(Building, Production), Some(Public));
-        assert_eq!(needed_status(Preview, Production), Some(Public));
-        assert_eq!(needed_status(Public, Production), None);
-        assert_eq!(needed_status(Retired, Sandbox), Some(Preview));
+    fn sandboxes_need_preview_and_production_needs_public_one_step_at_a_time() {
+        assert_eq!(lifecycle_steps(Building, Sandbox), [Preview]);
+        assert!(lifecycle_steps(Preview, Sandbox).is_empty());
+        assert!(lifecycle_steps(Public, Sandbox).is_empty());
+        assert_eq!(lifecycle_steps(Building, Production), [Preview, Public]);
+        assert_eq!(lifecycle_steps(Preview, Production), [Public]);
+        assert!(lifecycle_steps(Public, Production).is_empty());
     }
 }

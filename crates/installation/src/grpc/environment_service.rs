@@ -145,7 +145,9 @@ impl pb::environment_service_server::EnvironmentService for EnvironmentApi {
             return Err(bad_field("MISSING_FIELD", "objects", "objects must name at least one object"));
         }
         let objects: Vec<ConfigObject> = req.objects.into_iter().map(ConfigObject::from).collect();
-        let written = environments::put_objects(&self.state, &caller, &info, objects, &req.request_id).await?;
+        let written =
+            environments::put_objects(&self.state, &caller, &info, objects, &req.expected_revisions, &req.request_id)
+                .await?;
         Ok(Response::new(pb::PutObjectsResponse {
             objects: written.objects.iter().map(Into::into).collect(),
             revision: written.revision,

@@ -36,6 +36,9 @@ impl From<EnvError> for Status {
             EnvError::Invalid { reason, field, .. } => {
                 status(Code::InvalidArgument, reason, message, [("field", field)])
             }
+            EnvError::Conflict { reason: crate::environments::REVISION_MISMATCH, objects, .. } => {
+                status(Code::Aborted, crate::environments::REVISION_MISMATCH, message, [("objects", objects.join(","))])
+            }
             EnvError::Conflict { reason, objects, .. } => {
                 status(Code::FailedPrecondition, reason, message, [("objects", objects.join(","))])
             }
