@@ -1237,3 +1237,174 @@ async fn with_the_package_service_down_nothing_is_written_and_counts_catch_up() 
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+// ----------------------------------------------------------------------------------
+// 11. Promotion requests install the plan that was reviewed (issue 10)
+// ----------------------------------------------------------------------------------
+
+/// alice asks for `package` to go to qa; the request carries a pre-run the service made.
+async fn request_into_qa(alice: &mut Clients, package: &pb::Package) -> pb::PromotionRequest {
+    let req = pb::RequestPromotionRequest {
+        package_id: package.id.clone(),
+        target_environment: "qa".into(),
+        ..Default::default()
+    };
+    let r = alice.promotions.request_promotion(req).await.unwrap().into_inner();
+    assert_eq!(r.pre_run_id.len(), 36, "the request carries a pre-run: {r:?}");
+    r
+}
+
+async fn get_pre_run(c: &mut Clients, id: &str) -> pb::PreRun {
+    c.installations
+        .get_pre_run(pb::GetPreRunRequest { id: id.into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn get_installation(c: &mut Clients, id: &str) -> pb::Installation {
+    let req = pb::GetInstallationRequest { id: id.into(), ..Default::default() };
+    c.installations.get_installation(req).await.unwrap().into_inner()
+}
+
+async fn get_request(c: &mut Clients, id: &str) -> pb::PromotionRequest {
+    c.promotions.get_promotion_request(pb::GetPromotionRequestRequest { id: id.into() }).await.unwrap().into_inner()
+}
+
+async fn accept(c: &mut Clients, id: &str, replan: bool) -> Result<pb::PromotionRequest, Status> {
+    let req = pb::AcceptPromotionRequestRequest { id: id.into(), replan, ..Default::default() };
+    c.promotions.accept_promotion_request(req).await.map(|r| r.into_inner())
+}
+
+async fn attach(c: &mut Clients, id: &str, pre_run_id: &str) -> Result<pb::PromotionRequest, Status> {
+    let req = pb::AttachPreRunRequest { id: id.into(), pre_run_id: pre_run_id.into(), request_id: String::new() };
+    c.promotions.attach_pre_run(req).await.map(|r| r.into_inner())
+}
+
+async fn offboarding_package(alice: &mut Clients) -> pb::Package {
+    preview_package(alice, "Agency offboarding template", vec![collection("TMPL", &[OFFBOARDING_TMPL])]).await
+}
+
+/// (obj_code, source id) -> target id of every planned CREATE.
+fn planned_creates(all: &Entries) -> BTreeMap<(String, String), String> {
+    all.iter().filter(|(_, e)| action(e) == A::Create).map(|(k, e)| (k.clone(), e.target_id.clone())).collect()
+}
+
+/// Makes the request's plan stale: qa's "Agency Operations" group, which the plan matched
+/// by name, is edited after the plan was made.
+async fn edit_matched_group(admin: &mut Clients, bob: &mut Clients, package: &pb::Package, pre: &pb::PreRun) -> String {
+    let ops = source_id(&definition(bob, &package.id).await, "GROUP", "Agency Operations");
+    let target = entry(&entries(&pre.translation_map), "GROUP", &ops).target_id.clone();
+    edit_field(admin, "qa", "GROUP", &target, "description", json!("Edited in qa after the plan")).await;
+    ops
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepting_installs_the_plan_the_request_carries_with_the_very_ids_it_showed() {
+    let Demo { mut admin, mut alice, mut bob, dev: _dev } = demo().await;
+    let package = onboarding_package(&mut alice).await;
+    let request = request_into_qa(&mut alice, &package).await;
+    let shown = get_pre_run(&mut bob, &request.pre_run_id).await;
+    assert_eq!((shown.package_version, shown.destination_environment.as_str()), (package.version, "qa"));
+    let planned = entries(&shown.translation_map);
+    let creates = planned_creates(&planned);
+    assert!(creates.len() >= 7, "the template, its tasks and more are created: {creates:?}");
+    let before = snapshot(&mut admin, "qa").await;
+    assert!(creates.values().all(|id| !before.keys().any(|(_, existing)| existing == id)));
+
+    let accepted = accept(&mut bob, &request.id, false).await.unwrap();
+    assert_eq!(accepted.status, pb::PromotionStatus::Accepted as i32);
+    assert_eq!(accepted.installation_status, pb::InstallationStatus::Installed as i32);
+    let done = get_installation(&mut bob, &accepted.installation_id).await;
+    assert_eq!(
+        (done.pre_run_id.as_str(), done.promotion_request_id.as_str()),
+        (shown.id.as_str(), request.id.as_str())
+    );
+    let installed = entries(&done.translation_map);
+    assert_eq!(planned_creates(&installed), creates, "the very target ids the pre-run showed");
+    for ((code, _), id) in &creates {
+        assert!(get_object(&mut bob, "qa", code, id).await.is_ok(), "{code}:{id} exists in qa");
+    }
+    for (key, e) in &installed {
+        assert_eq!(e.target_id, planned[key].target_id, "{key:?}: installed exactly the plan");
+    }
+
+    // Rolled back: every entry that installed or registered says so, and so does the request.
+    rollback(&mut bob, &done.id, false).await.unwrap();
+    assert_eq!(snapshot(&mut admin, "qa").await, before);
+    let rolled = get_installation(&mut bob, &done.id).await;
+    for (key, e) in entries(&rolled.translation_map) {
+        assert_eq!(status_of(&e), pb::EntryInstallationStatus::RolledBack, "{key:?}");
+    }
+    let request = get_request(&mut alice, &request.id).await;
+    assert_eq!(request.status, pb::PromotionStatus::Accepted as i32, "the decision stands");
+    assert_eq!(request.installation_status, pb::InstallationStatus::RolledBack as i32);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_plan_is_refused_writing_nothing_until_an_approver_attaches_a_fresh_one() {
+    let Demo { mut admin, mut alice, mut bob, dev: _dev } = demo().await;
+    let package = onboarding_package(&mut alice).await;
+    let request = request_into_qa(&mut alice, &package).await;
+    let shown = get_pre_run(&mut bob, &request.pre_run_id).await;
+    let ops = edit_matched_group(&mut admin, &mut bob, &package, &shown).await;
+    let before = snapshot(&mut admin, "qa").await;
+    let revision = environment(&mut bob, "qa").await.revision;
+
+    let refused = assert_status(accept(&mut bob, &request.id, false).await, Code::Aborted, "PRE_RUN_STALE");
+    assert!(metadata(&refused, "entries").contains(&format!("GROUP:{ops}")), "{refused:?}");
+    assert_eq!(metadata(&refused, "promotion_request_id"), request.id);
+    assert_eq!(metadata(&refused, "pre_run_id"), shown.id);
+    let message = refused.message();
+    assert!(message.contains("--replan") && message.contains("AttachPreRun"), "says how to re-plan: {message}");
+    assert_eq!(snapshot(&mut admin, "qa").await, before, "nothing written");
+    assert_eq!(environment(&mut bob, "qa").await.revision, revision);
+    assert!(list_installations(&mut bob, &package.id, "qa").await.is_empty(), "no installation record");
+    let pending = get_request(&mut bob, &request.id).await;
+    assert_eq!(pending.status, pb::PromotionStatus::ToBeValidated as i32);
+    assert!(pending.last_error.contains("--replan"), "{}", pending.last_error);
+
+    // Only an approver attaches, and only a plan of this package version into the target.
+    let fresh = pre_run(&mut bob, &package.id, "qa").await;
+    assert_status(attach(&mut alice, &request.id, &fresh.id).await, Code::PermissionDenied, "PERMISSION_DENIED");
+    let other = offboarding_package(&mut alice).await;
+    let other_plan = pre_run(&mut bob, &other.id, "qa").await;
+    assert_status(attach(&mut bob, &request.id, &other_plan.id).await, Code::InvalidArgument, "PRE_RUN_MISMATCH");
+    let attached = attach(&mut bob, &request.id, &fresh.id).await.unwrap();
+    assert_eq!(attached.pre_run_id, fresh.id);
+    let accepted = accept(&mut bob, &request.id, false).await.unwrap();
+    let done = get_installation(&mut bob, &accepted.installation_id).await;
+    assert_eq!(done.pre_run_id, fresh.id);
+    assert_eq!(planned_creates(&entries(&done.translation_map)), planned_creates(&entries(&fresh.translation_map)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replanning_on_accept_is_an_explicit_choice_and_a_requester_may_bring_a_plan() {
+    let Demo { mut admin, mut alice, mut bob, dev: _dev } = demo().await;
+    let package = onboarding_package(&mut alice).await;
+
+    // The requester may name the plan; it must be one of this package into the target.
+    let other = offboarding_package(&mut alice).await;
+    let other_plan = pre_run(&mut bob, &other.id, "qa").await;
+    let named = |pre_run_id: &str| pb::RequestPromotionRequest {
+        package_id: package.id.clone(),
+        target_environment: "qa".into(),
+        pre_run_id: pre_run_id.into(),
+        ..Default::default()
+    };
+    let refused = alice.promotions.request_promotion(named(&other_plan.id)).await;
+    assert_status(refused, Code::InvalidArgument, "PRE_RUN_MISMATCH");
+    let reviewed = pre_run(&mut bob, &package.id, "qa").await;
+    let request = alice.promotions.request_promotion(named(&reviewed.id)).await.unwrap().into_inner();
+    assert_eq!(request.pre_run_id, reviewed.id);
+
+    edit_matched_group(&mut admin, &mut bob, &package, &reviewed).await;
+    assert_status(accept(&mut bob, &request.id, false).await, Code::Aborted, "PRE_RUN_STALE");
+    let accepted = accept(&mut bob, &request.id, true).await.unwrap();
+    assert_eq!(accepted.status, pb::PromotionStatus::Accepted as i32);
+    let done = get_installation(&mut bob, &accepted.installation_id).await;
+    assert_eq!(done.status, pb::InstallationStatus::Installed as i32);
+    assert!(done.pre_run_id.is_empty(), "a fresh plan, not the stale pre-run");
+    let template = entry(&entries(&done.translation_map), "TMPL", ONBOARDING_TMPL).target_id.clone();
+    assert!(get_object(&mut bob, "qa", "TMPL", &template).await.is_ok());
+}

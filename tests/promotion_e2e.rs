@@ -215,7 +215,7 @@ fn promote(package_id: &str, target: &str, comment: &str) -> pb::RequestPromotio
         package_version: 0,
         target_environment: target.into(),
         comment: comment.into(),
-        request_id: String::new(),
+        ..Default::default()
     }
 }
 

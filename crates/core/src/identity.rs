@@ -3,6 +3,8 @@
 use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::trace::TraceContext;
+
 /// Roles bound per environment (or "*").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -115,18 +117,31 @@ impl Identity {
     }
 }
 
-/// The caller's bearer token as received, forwarded when a service calls the other on
-/// the caller's behalf so that permissions hold end to end.
+/// What a service forwards when it calls the other on the caller's behalf: the caller's
+/// bearer token as received, so that permissions hold end to end, and the trace the call
+/// belongs to, so that the other service's logs continue it.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Credentials(String);
+pub struct Credentials {
+    token: String,
+    trace: Option<TraceContext>,
+}
 
 impl Credentials {
     pub fn bearer(token: impl Into<String>) -> Self {
-        Credentials(token.into())
+        Credentials { token: token.into(), trace: None }
+    }
+
+    /// The same credentials, for calls made as part of `trace`.
+    pub fn in_trace(self, trace: TraceContext) -> Self {
+        Credentials { trace: Some(trace), ..self }
     }
 
     pub fn token(&self) -> &str {
-        &self.0
+        &self.token
+    }
+
+    pub fn trace(&self) -> Option<&TraceContext> {
+        self.trace.as_ref()
     }
 }
 

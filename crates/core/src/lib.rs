@@ -18,6 +18,7 @@ pub mod promotion;
 pub mod records;
 pub mod secrets;
 pub mod tokens;
+pub mod trace;
 pub mod upstream;
 pub mod wire;
 

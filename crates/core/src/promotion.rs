@@ -3,6 +3,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::records::InstallationStatus;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PromotionStatus {
     ToBeValidated,
@@ -30,4 +32,11 @@ pub struct PromotionRecord {
     pub decision_comment: String,
     pub installation_id: String,
     pub last_error: String,
+    /// The plan accepting installs (the requester's, the service's at creation, or one an
+    /// approver attached). Empty only on requests stored before requests carried one.
+    #[serde(default)]
+    pub pre_run_id: String,
+    /// Once accepted: Installed, then RolledBack if the installation is rolled back.
+    #[serde(default)]
+    pub installation_status: Option<InstallationStatus>,
 }

@@ -85,6 +85,10 @@ pub struct InstallationRecord {
     pub destination_revision: u64,
     pub rollback_time: Option<DateTime<Utc>>,
     pub rolled_back_by: String,
+    /// The promotion request whose acceptance made this installation, if any: a rollback
+    /// tells it.
+    #[serde(default)]
+    pub promotion_request_id: String,
 }
 
 impl InstallationRecord {
@@ -96,6 +100,16 @@ impl InstallationRecord {
             self.entry_count = self.plan.entries.len();
         }
     }
+
+    /// Makes the per-entry outcomes say where they stand: the stored ones say what the
+    /// installation did, and once it is rolled back what it installed or registered is
+    /// undone. Applied when read rather than rewritten by the rollback, so that rolling
+    /// back a 100,000-entry installation need not store its plan again.
+    pub fn reflect_rollback(&mut self) {
+        if self.status == InstallationStatus::RolledBack {
+            self.statuses.iter_mut().for_each(|s| *s = s.after_rollback());
+        }
+    }
 }
 
 /// Per-entry outcome recorded on the installation.
@@ -105,6 +119,19 @@ pub enum EntryStatus {
     Registered,
     Skipped,
     Failed,
+    /// Never stored: what an installed or registered entry reports after a rollback.
+    RolledBack,
+}
+
+impl EntryStatus {
+    /// A rollback restores what an entry wrote and the translation history it registered;
+    /// skipped and failed entries changed nothing.
+    pub fn after_rollback(self) -> EntryStatus {
+        match self {
+            EntryStatus::Installed | EntryStatus::Registered => EntryStatus::RolledBack,
+            s => s,
+        }
+    }
 }
 
 /// One destination object an installation wrote or pruned, as it was before.

@@ -30,6 +30,17 @@ pub async fn info(state: &State, credentials: &Credentials, package_id: &str) ->
     Ok(source.info(package_id, credentials).await?)
 }
 
+/// The content of one version of a package.
+pub async fn content(
+    state: &State,
+    credentials: &Credentials,
+    package_id: &str,
+    version: i64,
+) -> Result<PackageContent, InstallError> {
+    let source = state.packages.as_ref().ok_or(InstallError::NoPackageService)?;
+    Ok(source.content(package_id, version, credentials).await?)
+}
+
 /// The package's header and content (version 0: the current one), if it may go to `dest`.
 pub async fn fetch(
     state: &State,

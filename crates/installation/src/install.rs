@@ -17,7 +17,7 @@ use crate::fetch::fetch;
 use crate::idempotency::{first, RequestUse};
 use crate::installations::get_installation;
 use crate::plan::{self, Override, PackageContent, Plan};
-use crate::pre_run::get_pre_run;
+use crate::pre_run::{check_pre_run, get_pre_run};
 use crate::state::{State, SERVICE_NAME};
 
 #[derive(Serialize)]
@@ -34,6 +34,9 @@ pub struct InstallRequest {
     /// promotion request naming it), so that neither can land without the other.
     #[serde(skip)]
     pub companion: Option<Companion>,
+    /// The promotion request being accepted, if any; the installation remembers it.
+    #[serde(skip)]
+    pub promotion_request_id: String,
 }
 
 /// Builds records to write with an installation, from the installation's record.
@@ -47,21 +50,7 @@ async fn usable_pre_run(
     req: &InstallRequest,
 ) -> Result<PreRunRecord, InstallError> {
     let pre_run = get_pre_run(state, caller, &req.pre_run_id).await?;
-    if pre_run.destination != dest.id || pre_run.package_id != req.package_id {
-        return Err(InstallError::PreRunMismatch(format!(
-            "pre-run {} is for package {} into {}, not package {} into {}",
-            pre_run.id, pre_run.package_id, pre_run.destination, req.package_id, dest.id
-        )));
-    }
-    if req.package_version != 0 && req.package_version != pre_run.package_version {
-        return Err(InstallError::PreRunMismatch(format!(
-            "pre-run {} planned version {}",
-            pre_run.id, pre_run.package_version
-        )));
-    }
-    if Utc::now() >= pre_run.expire_time {
-        return Err(InstallError::PreRunExpired(pre_run.id));
-    }
+    check_pre_run(&pre_run, &dest.id, &req.package_id, req.package_version)?;
     Ok(pre_run)
 }
 
@@ -177,6 +166,7 @@ pub async fn install_locked(
         destination_revision: revision,
         rollback_time: None,
         rolled_back_by: String::new(),
+        promotion_request_id: req.promotion_request_id.clone(),
     };
     // The INSTALLING record lands first: if this process dies before the commit, recovery
     // finds it and marks it FAILED, and the environment holds none of the installation.

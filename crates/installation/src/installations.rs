@@ -7,19 +7,21 @@ use promotion_store::installation::InstallationFilter;
 use crate::error::InstallError;
 use crate::state::State;
 
-/// An installation the caller's organization owns.
+/// An installation the caller's organization owns, its entries as they stand now.
 pub async fn get_installation(
     state: &State,
     caller: &Identity,
     id: &str,
     with_plan: bool,
 ) -> Result<InstallationRecord, InstallError> {
-    state
+    let mut record = state
         .store
         .installation(id, with_plan)
         .await?
         .filter(|r| r.organization == caller.organization)
-        .ok_or_else(|| InstallError::InstallationNotFound(id.to_string()))
+        .ok_or_else(|| InstallError::InstallationNotFound(id.to_string()))?;
+    record.reflect_rollback();
+    Ok(record)
 }
 
 /// Installations of the caller's organization it may read, newest first, filtered.

@@ -12,7 +12,7 @@ use promotion_store::installation::{EnvWrite, Record};
 use crate::error::InstallError;
 use crate::fetch::fetch;
 use crate::idempotency::{first, RequestUse};
-use crate::plan;
+use crate::plan::{self, PackageContent};
 use crate::state::{State, SERVICE_NAME};
 
 #[derive(Debug, Clone, Serialize)]
@@ -36,9 +36,26 @@ pub async fn create_pre_run(
     }
     let (_, content) = fetch(state, credentials, dest, &req.package_id, req.package_version).await?;
     let tx = state.store.lock(&dest.id).await?;
-    let plan = plan::plan(state.store.as_ref(), &dest.id, &dest.catalog, &content).await?;
+    let record = planned(state, caller, dest, &content).await?;
+    let mut write = EnvWrite::default();
+    if let Some(r) = &request {
+        write.record(r.record(&record.id));
+    }
+    let stored = store_pre_run(&mut write, caller, record, &req.request_id);
+    tx.commit(write).await?;
+    Ok(stored)
+}
+
+/// Plans `content` into `dest`, under the destination's lock: the pre-run, not yet stored.
+pub(crate) async fn planned(
+    state: &State,
+    caller: &Identity,
+    dest: &EnvironmentInfo,
+    content: &PackageContent,
+) -> Result<PreRunRecord, InstallError> {
+    let plan = plan::plan(state.store.as_ref(), &dest.id, &dest.catalog, content).await?;
     let now = Utc::now();
-    let record = PreRunRecord {
+    Ok(PreRunRecord {
         id: uuid::Uuid::now_v7().to_string(),
         organization: dest.organization.clone(),
         package_id: content.package_id.clone(),
@@ -54,21 +71,51 @@ pub async fn create_pre_run(
         summary: Default::default(),
         entry_count: 0,
         ready: false,
-    };
-    let mut write = EnvWrite::default();
-    if let Some(r) = &request {
-        write.record(r.record(&record.id));
-    }
-    let event = AuditEvent::new(SERVICE_NAME, caller, &dest.id, "PRE_RUN_CREATED", ("pre_run", &record.id))
-        .request_id(&req.request_id)
+    })
+}
+
+/// Adds `record` and its PRE_RUN_CREATED event to `write`; returns its header, summarised.
+pub(crate) fn store_pre_run(
+    write: &mut EnvWrite,
+    caller: &Identity,
+    record: PreRunRecord,
+    request_id: &str,
+) -> PreRunRecord {
+    let event = AuditEvent::new(SERVICE_NAME, caller, &record.destination, "PRE_RUN_CREATED", ("pre_run", &record.id))
+        .request_id(request_id)
         .detail("package_id", record.package_id.clone())
         .detail("package_version", record.package_version);
     write.record(Record::audit(event));
     let mut stored = record.clone();
     stored.summarise();
     write.record(Record::PreRun(Box::new(record)));
-    tx.commit(write).await?;
-    Ok(stored)
+    stored
+}
+
+/// Refuses a pre-run that does not plan `package_id` (at `version`; 0: any) into `dest`,
+/// or that has expired.
+pub(crate) fn check_pre_run(
+    pre_run: &PreRunRecord,
+    dest: &str,
+    package_id: &str,
+    version: i64,
+) -> Result<(), InstallError> {
+    if pre_run.destination != dest || pre_run.package_id != package_id {
+        return Err(InstallError::PreRunMismatch(format!(
+            "pre-run {} is for package {} into {}, not package {package_id} into {dest}",
+            pre_run.id, pre_run.package_id, pre_run.destination
+        )));
+    }
+    if version != 0 && version != pre_run.package_version {
+        return Err(InstallError::PreRunMismatch(format!(
+            "pre-run {} planned version {}, not {version}",
+            pre_run.id, pre_run.package_version
+        )));
+    }
+    if Utc::now() >= pre_run.expire_time {
+        return Err(InstallError::PreRunExpired(pre_run.id.clone()));
+    }
+    Ok(())
 }
 
 /// A pre-run the caller's organization owns.

@@ -1,7 +1,8 @@
-//! Promotion requests and approval tasks (seed 000): requesting, listing, accepting
-//! (pre-run + install), rejecting and cancelling, one pending request per package and
-//! target environment. Every decision is taken under the target environment's lock, so
-//! two decisions on one request never both apply.
+//! Promotion requests and approval tasks (seed 000): requesting (with the pre-run the
+//! request carries), listing, attaching a fresh pre-run, accepting (installing exactly the
+//! carried plan, or re-planning when the approver asks), rejecting and cancelling, one
+//! pending request per package and target environment. Every decision is taken under the
+//! target environment's lock, so two decisions on one request never both apply.
 use chrono::Utc;
 use serde::Serialize;
 
@@ -10,15 +11,17 @@ use promotion_core::cursor::{Page, PageRequest};
 use promotion_core::directory::EnvironmentInfo;
 use promotion_core::identity::{Credentials, Identity, Permission};
 use promotion_core::promotion::{PromotionRecord, PromotionStatus};
+use promotion_core::records::{InstallationRecord, InstallationStatus};
 use promotion_core::AccessError;
 use promotion_store::installation::{EnvWrite, Record};
 use promotion_store::StoreError;
 
 use crate::error::InstallError;
-use crate::fetch::{info, installable};
+use crate::fetch::{content, info, installable};
 use crate::idempotency::{first, RequestUse};
 use crate::install::{install_locked, prepare, Companion, InstallRequest};
-use crate::plan::Override;
+use crate::plan::{Override, PackageContent};
+use crate::pre_run::{check_pre_run, get_pre_run, planned, store_pre_run};
 use crate::refusal::Refusal;
 use crate::state::{State, SERVICE_NAME};
 
@@ -27,12 +30,36 @@ use crate::state::{State, SERVICE_NAME};
 pub enum PromotionError {
     Install(InstallError),
     NotFound(String),
-    VersionNotFound { package_id: String, version: i64 },
+    VersionNotFound {
+        package_id: String,
+        version: i64,
+    },
     SameEnvironment(String),
-    AlreadyInProgress { existing: String },
-    NotPending { id: String, status: PromotionStatus },
+    AlreadyInProgress {
+        existing: String,
+    },
+    NotPending {
+        id: String,
+        status: PromotionStatus,
+    },
     NotRequester(String),
+    /// Accepting without re-planning found the carried pre-run stale or expired (`cause`).
+    PlanOutdated {
+        id: String,
+        pre_run_id: String,
+        cause: InstallError,
+    },
     Store(StoreError),
+}
+
+/// What a refused accept of a request whose plan is out of date says: what changed, and
+/// the two ways to re-plan.
+pub fn outdated_message(id: &str, cause: &InstallError) -> String {
+    format!(
+        "{cause}. To install a plan of the target as it is now, accept with replan \
+         (`promotion accept {id} --replan`); to review a fresh plan first, attach one \
+         (`promotion prerun --request {id} --attach`, or CreatePreRun then AttachPreRun)"
+    )
 }
 
 impl From<StoreError> for PromotionError {
@@ -58,8 +85,17 @@ pub struct Request {
     pub package_id: String,
     pub package_version: i64,
     pub comment: String,
+    /// The requester's pre-run; empty: the service plans when it creates the request.
+    pub pre_run_id: String,
     #[serde(skip)]
     pub request_id: String,
+}
+
+/// The plan a new request will carry: a pre-run already stored, or the package content
+/// to plan under the target's lock.
+enum Carried {
+    PreRun(String),
+    ToPlan(PackageContent),
 }
 
 pub async fn request(
@@ -87,16 +123,32 @@ pub async fn request(
     if !installable(info.status, target.kind) {
         return Err(InstallError::NotInstallable { status: info.status.as_str(), kind: target.kind }.into());
     }
+    let version = if req.package_version == 0 { info.version } else { req.package_version };
+    let carried = if req.pre_run_id.is_empty() {
+        Carried::ToPlan(content(state, credentials, &info.id, version).await?)
+    } else {
+        let pre_run = get_pre_run(state, caller, &req.pre_run_id).await?;
+        check_pre_run(&pre_run, &target.id, &info.id, version)?;
+        Carried::PreRun(pre_run.id)
+    };
     let tx = state.store.lock(&target.id).await?;
     if let Some(existing) = state.store.pending_promotion(&target.id, &info.id).await? {
         return Err(PromotionError::AlreadyInProgress { existing });
     }
+    let mut write = EnvWrite::default();
+    let pre_run_id = match carried {
+        Carried::PreRun(id) => id,
+        Carried::ToPlan(content) => {
+            let pre_run = planned(state, caller, target, &content).await?;
+            store_pre_run(&mut write, caller, pre_run, &req.request_id).id
+        }
+    };
     let now = Utc::now();
     let record = PromotionRecord {
         id: uuid::Uuid::now_v7().to_string(),
         organization: info.organization.clone(),
         package_id: info.id.clone(),
-        package_version: if req.package_version == 0 { info.version } else { req.package_version },
+        package_version: version,
         package_name: info.name.clone(),
         source_environment: info.source_environment.clone(),
         target_environment: target.id.clone(),
@@ -110,15 +162,32 @@ pub async fn request(
         decision_comment: String::new(),
         installation_id: String::new(),
         last_error: String::new(),
+        pre_run_id,
+        installation_status: None,
     };
-    let mut write = EnvWrite::default();
     if let Some(u) = &use_ {
         write.record(u.record(&record.id));
     }
-    write.record(Record::audit(event(caller, &record, "PROMOTION_REQUESTED", &req.request_id)));
+    let event =
+        event(caller, &record, "PROMOTION_REQUESTED", &req.request_id).detail("pre_run_id", record.pre_run_id.clone());
+    write.record(Record::audit(event));
     write.record(Record::Promotion(Box::new(record.clone())));
     tx.commit(write).await?;
+    log_step(&record, "promotion requested");
     Ok(record)
+}
+
+/// The info-level line of one step in a request's life.
+fn log_step(r: &PromotionRecord, step: &str) {
+    tracing::info!(
+        promotion_request = %r.id,
+        package = %r.package_id,
+        version = r.package_version,
+        target = %r.target_environment,
+        pre_run = %r.pre_run_id,
+        installation = %r.installation_id,
+        "{step}"
+    );
 }
 
 fn event(caller: &Identity, r: &PromotionRecord, action: &str, request_id: &str) -> AuditEvent {
@@ -194,6 +263,8 @@ struct DecisionBody<'a> {
     id: &'a str,
     decision: &'a str,
     comment: &'a str,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    replan: bool,
 }
 
 pub struct Decision {
@@ -201,10 +272,14 @@ pub struct Decision {
     pub request_id: String,
     pub overrides: Vec<Override>,
     pub prune_children: bool,
+    /// Plan again instead of installing the pre-run the request carries.
+    pub replan: bool,
 }
 
-/// Runs a pre-run and installs; the request becomes ACCEPTED with the installation id.
-/// When the installation fails the request stays pending with `last_error`.
+/// Installs the pre-run the request carries, with the overrides (or, with `replan`, a
+/// fresh plan); the request becomes ACCEPTED with the installation id. A stale or expired
+/// pre-run is refused with how to re-plan. When the installation fails the request stays
+/// pending with `last_error`.
 pub async fn accept(
     state: &State,
     caller: &Identity,
@@ -212,43 +287,144 @@ pub async fn accept(
     id: &str,
     d: Decision,
 ) -> Result<PromotionRecord, PromotionError> {
-    let body = DecisionBody { id, decision: "accept", comment: &d.comment };
+    let body = DecisionBody { id, decision: "accept", comment: &d.comment, replan: d.replan };
     let use_ = RequestUse::new(caller, &d.request_id, "AcceptPromotionRequest", &body);
     if first(use_.as_ref(), state.store.as_ref()).await?.is_some() {
         return get(state, caller, id).await;
     }
     let r = pending_for_decision(state, caller, id).await?;
-    let target = state.directory.get(&r.target_environment).ok_or_else(|| PromotionError::NotFound(id.to_string()))?;
+    let outcome = install_carried(state, caller, credentials, &r, &d, use_).await?;
+    match outcome {
+        Ok(_) => {
+            let accepted = get(state, caller, id).await?;
+            log_step(&accepted, "promotion accepted");
+            Ok(accepted)
+        }
+        Err(cause) => {
+            let outdated = !d.replan && matches!(cause, InstallError::PreRunStale(_) | InstallError::PreRunExpired(_));
+            let message = if outdated { outdated_message(id, &cause) } else { cause.to_string() };
+            record_failed_accept(state, caller, id, &d.request_id, cause.code(), &message).await?;
+            Err(if outdated {
+                PromotionError::PlanOutdated { id: id.to_string(), pre_run_id: r.pre_run_id, cause }
+            } else {
+                PromotionError::Install(cause)
+            })
+        }
+    }
+}
+
+/// Installs the plan of pending request `r` (its pre-run, or a fresh one with `replan`)
+/// with the ACCEPTED request in the same atomic step. The outer error: the request can no
+/// longer be decided on; the inner one: the installation failed, nothing was written.
+async fn install_carried(
+    state: &State,
+    caller: &Identity,
+    credentials: &Credentials,
+    r: &PromotionRecord,
+    d: &Decision,
+    use_: Option<RequestUse>,
+) -> Result<Result<InstallationRecord, InstallError>, PromotionError> {
+    let target = state.directory.get(&r.target_environment).ok_or_else(|| PromotionError::NotFound(r.id.clone()))?;
+    if let Err(e) = carried_plan(r, d.replan) {
+        return Ok(Err(e));
+    }
+    let pre_run_id = if d.replan { String::new() } else { r.pre_run_id.clone() };
     let install = InstallRequest {
         package_id: r.package_id.clone(),
         package_version: r.package_version,
-        pre_run_id: String::new(),
-        overrides: d.overrides,
+        pre_run_id: pre_run_id.clone(),
+        overrides: d.overrides.clone(),
         prune_children: d.prune_children,
         request_id: String::new(),
         companion: None,
+        promotion_request_id: r.id.clone(),
     };
-    let outcome = match prepare(state, caller, credentials, &target, &install).await {
-        Ok(prepared) => {
-            let tx = state.store.lock(&target.id).await?;
-            // Decided on under the lock: a concurrent decision may have come first.
-            let r = match pending_for_decision(state, caller, id).await {
-                Ok(r) => r,
-                Err(e) => return Err(e),
-            };
-            let companion = accepted_records(caller, r, d.comment.clone(), use_.clone(), d.request_id.clone());
-            let install = InstallRequest { companion: Some(companion), ..install };
-            install_locked(state, caller, &target, install, None, prepared, tx).await
-        }
-        Err(e) => Err(e),
+    let prepared = match prepare(state, caller, credentials, &target, &install).await {
+        Ok(prepared) => prepared,
+        Err(e) => return Ok(Err(e)),
     };
-    match outcome {
-        Ok(_) => get(state, caller, id).await,
-        Err(e) => {
-            record_failed_accept(state, caller, id, &d.request_id, &e).await?;
-            Err(PromotionError::Install(e))
-        }
+    let tx = state.store.lock(&target.id).await?;
+    // Decided on under the lock: a concurrent decision may have come first, or another
+    // pre-run been attached since this one was read.
+    let r = pending_for_decision(state, caller, &r.id).await?;
+    if let Err(e) = same_plan(&r, &pre_run_id, d.replan) {
+        return Ok(Err(e));
     }
+    let companion = accepted_records(caller, r, d.comment.clone(), use_, d.request_id.clone(), d.replan);
+    let install = InstallRequest { companion: Some(companion), ..install };
+    Ok(install_locked(state, caller, &target, install, None, prepared, tx).await)
+}
+
+/// A request stored before requests carried a pre-run has no reviewed plan to install.
+fn carried_plan(r: &PromotionRecord, replan: bool) -> Result<(), InstallError> {
+    if !replan && r.pre_run_id.is_empty() {
+        return Err(InstallError::PreRunStale(vec![format!("promotion request {} carries no pre-run", r.id)]));
+    }
+    Ok(())
+}
+
+/// The plan read before the lock is still the one the request carries.
+fn same_plan(r: &PromotionRecord, pre_run_id: &str, replan: bool) -> Result<(), InstallError> {
+    if !replan && r.pre_run_id != pre_run_id {
+        return Err(InstallError::PreRunStale(vec![format!(
+            "pre-run {} was attached to promotion request {} meanwhile",
+            r.pre_run_id, r.id
+        )]));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Attach {
+    pub pre_run_id: String,
+    #[serde(skip)]
+    pub request_id: String,
+}
+
+/// An approver attaches a pre-run of the request's package version into its target: the
+/// plan accepting the request installs from now on.
+pub async fn attach(state: &State, caller: &Identity, id: &str, a: Attach) -> Result<PromotionRecord, PromotionError> {
+    let use_ = RequestUse::new(caller, &a.request_id, "AttachPreRun", &(id, &a));
+    let current = pending_for_decision(state, caller, id).await?;
+    let pre_run = get_pre_run(state, caller, &a.pre_run_id).await?;
+    check_pre_run(&pre_run, &current.target_environment, &current.package_id, current.package_version)?;
+    let tx = state.store.lock(&current.target_environment).await?;
+    if first(use_.as_ref(), state.store.as_ref()).await?.is_some() {
+        drop(tx);
+        return get(state, caller, id).await;
+    }
+    let mut r = pending_for_decision(state, caller, id).await?;
+    r.pre_run_id = pre_run.id;
+    r.update_time = Utc::now();
+    let mut write = EnvWrite::default();
+    if let Some(u) = &use_ {
+        write.record(u.record(&r.id));
+    }
+    let event =
+        event(caller, &r, "PROMOTION_PRE_RUN_ATTACHED", &a.request_id).detail("pre_run_id", r.pre_run_id.clone());
+    write.record(Record::audit(event));
+    write.record(Record::Promotion(Box::new(r.clone())));
+    tx.commit(write).await?;
+    log_step(&r, "pre-run attached to promotion request");
+    Ok(r)
+}
+
+/// The request that made `installation`, now saying that its installation was rolled
+/// back; written in the rollback's own atomic step.
+pub(crate) async fn rolled_back(
+    state: &State,
+    installation: &InstallationRecord,
+) -> Result<Option<PromotionRecord>, StoreError> {
+    if installation.promotion_request_id.is_empty() {
+        return Ok(None);
+    }
+    let Some(mut r) = state.store.promotion(&installation.promotion_request_id).await? else { return Ok(None) };
+    if r.installation_id != installation.id {
+        return Ok(None);
+    }
+    r.installation_status = Some(InstallationStatus::RolledBack);
+    r.update_time = Utc::now();
+    Ok(Some(r))
 }
 
 /// The ACCEPTED request and its audit event, written in the installation's own atomic
@@ -259,6 +435,7 @@ fn accepted_records(
     comment: String,
     use_: Option<RequestUse>,
     request_id: String,
+    replanned: bool,
 ) -> Companion {
     let decider = caller.clone();
     Box::new(move |installation| {
@@ -268,12 +445,15 @@ fn accepted_records(
         r.last_error.clear();
         r.update_time = Utc::now();
         r.installation_id = installation.id.clone();
+        r.installation_status = Some(InstallationStatus::Installed);
         let mut records = Vec::new();
         if let Some(u) = &use_ {
             records.push(u.record(&r.id));
         }
-        let e =
-            event(&decider, &r, "PROMOTION_ACCEPTED", &request_id).detail("installation_id", installation.id.clone());
+        let e = event(&decider, &r, "PROMOTION_ACCEPTED", &request_id)
+            .detail("installation_id", installation.id.clone())
+            .detail("pre_run_id", installation.pre_run_id.clone())
+            .detail("replanned", replanned);
         records.push(Record::audit(e));
         records.push(Record::Promotion(Box::new(r)));
         records
@@ -286,18 +466,19 @@ async fn record_failed_accept(
     caller: &Identity,
     id: &str,
     request_id: &str,
-    e: &InstallError,
+    code: promotion_core::Code,
+    message: &str,
 ) -> Result<(), PromotionError> {
     let Some(mut r) = state.store.promotion(id).await? else { return Ok(()) };
     if r.status != PromotionStatus::ToBeValidated {
         return Ok(());
     }
-    let code = e.code();
-    r.last_error = format!("{code:?}: {e}");
+    r.last_error = format!("{code:?}: {message}");
     r.update_time = Utc::now();
     let event =
         event(caller, &r, "PROMOTION_ACCEPT_FAILED", request_id).outcome(code).detail("error", r.last_error.clone());
-    state.store.append(vec![Record::audit(event), Record::Promotion(Box::new(r))]).await?;
+    state.store.append(vec![Record::audit(event), Record::Promotion(Box::new(r.clone()))]).await?;
+    tracing::info!(promotion_request = %r.id, error = %r.last_error, "promotion accept failed");
     Ok(())
 }
 
@@ -312,7 +493,8 @@ pub async fn close(
 ) -> Result<PromotionRecord, PromotionError> {
     let decision = if cancel { "cancel" } else { "reject" };
     let method = if cancel { "CancelPromotionRequest" } else { "RejectPromotionRequest" };
-    let use_ = RequestUse::new(caller, request_id, method, &DecisionBody { id, decision, comment: &comment });
+    let use_ =
+        RequestUse::new(caller, request_id, method, &DecisionBody { id, decision, comment: &comment, replan: false });
     let current = get(state, caller, id).await?;
     let tx = state.store.lock(&current.target_environment).await?;
     if first(use_.as_ref(), state.store.as_ref()).await?.is_some() {
@@ -343,5 +525,6 @@ pub async fn close(
     write.record(Record::audit(event(caller, &r, action, request_id)));
     write.record(Record::Promotion(Box::new(r.clone())));
     tx.commit(write).await?;
+    log_step(&r, if cancel { "promotion cancelled" } else { "promotion rejected" });
     Ok(r)
 }

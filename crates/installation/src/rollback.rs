@@ -1,6 +1,6 @@
 //! RollbackInstallation: restores the before-images and translation history of an
 //! installation in one atomic, durable commit, unless later writes touched its objects
-//! (then only with `force`).
+//! (then only with `force`); the promotion request that made it, if any, says so.
 use chrono::Utc;
 use serde::Serialize;
 
@@ -13,6 +13,7 @@ use crate::apply;
 use crate::error::InstallError;
 use crate::idempotency::{first, RequestUse};
 use crate::installations::get_installation;
+use crate::promotions;
 use crate::state::{State, SERVICE_NAME};
 
 #[derive(Serialize)]
@@ -78,12 +79,19 @@ pub async fn rollback(
     )
     .request_id(request_id)
     .detail("force", force)
-    .detail("modified", modified.len() as u64);
+    .detail("modified", modified.len() as u64)
+    .detail("promotion_request_id", record.promotion_request_id.clone());
     write.record(Record::audit(event));
     if let Some(r) = &request {
         write.record(r.record(&record.id));
     }
+    if let Some(promotion) = promotions::rolled_back(state, &record).await? {
+        write.record(Record::Promotion(Box::new(promotion)));
+    }
+    let (destination, objects) =
+        (record.destination.clone(), write.upserts.len() + write.restores.len() + write.deletes.len());
     write.record(Record::Installation { record: Box::new(record), with_plan: false, undo: None });
     tx.commit(write).await?;
+    tracing::info!(installation = %id, %destination, force, objects, modified = modified.len(), "installation rolled back");
     get_installation(state, caller, id, true).await
 }

@@ -53,7 +53,6 @@ pub async fn run(
     let (reflection_v1, reflection_v1alpha) = serving::reflection(SERVICES);
     let authed = auth_interceptor(state.signer.clone());
     let router = serving::server_builder()
-        .trace_fn(serving::request_span)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -38,9 +38,10 @@ pub struct Extracted {
     pub warnings: Vec<String>,
 }
 
-/// Runs `job` in the background with the caller's credentials.
+/// Runs `job` in the background with the caller's credentials, logging in the span (and
+/// trace) of the call that started it.
 pub fn spawn(state: Arc<State>, job: Job, credentials: Option<Credentials>) {
-    tokio::spawn(async move {
+    let task = async move {
         let outcome = extract(&state, &job, credentials).await;
         if let Err(reason) = &outcome {
             tracing::info!(package = %job.package_id, %reason, "extraction failed");
@@ -48,7 +49,8 @@ pub fn spawn(state: Arc<State>, job: Job, credentials: Option<Credentials>) {
         if let Err(e) = finish_extraction(&state, &job, outcome).await {
             tracing::error!(package = %job.package_id, error = %e, "could not record the end of an extraction");
         }
-    });
+    };
+    tokio::spawn(tracing::Instrument::in_current_span(task));
 }
 
 async fn extract(state: &State, job: &Job, credentials: Option<Credentials>) -> std::result::Result<Extracted, String> {

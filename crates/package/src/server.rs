@@ -43,7 +43,6 @@ pub async fn run(
     let (reflection_v1, reflection_v1alpha) = serving::reflection(SERVICES);
     let authed = auth_interceptor(signer);
     let router = serving::server_builder()
-        .trace_fn(serving::request_span)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -3,6 +3,7 @@
 //! services serve, and shutdown on SIGINT/SIGTERM.
 pub mod audit_service;
 pub mod metrics;
+pub mod trace;
 
 use std::sync::Arc;
 use tonic::{metadata::MetadataMap, Code, Request, Status};
@@ -11,6 +12,7 @@ use promotion_api::status::status;
 use promotion_core::config::LogFormat;
 use promotion_core::identity::{Credentials, Identity};
 use promotion_core::tokens::{TokenError, TokenSigner};
+use promotion_core::trace::TraceContext;
 
 /// Verifies the bearer token in `metadata`.
 pub fn authenticate(signer: &TokenSigner, metadata: &MetadataMap) -> Result<Identity, Status> {
@@ -54,16 +56,38 @@ pub fn caller<T>(req: &Request<T>) -> Result<Identity, Status> {
         .ok_or_else(|| status(Code::Unauthenticated, "TOKEN_MISSING", "missing bearer token", []))
 }
 
-/// The caller's bearer token, forwarded when this service calls the other on the
-/// caller's behalf.
+/// The caller's bearer token and the call's trace (put there by [`trace::TraceLayer`]),
+/// forwarded when this service calls the other on the caller's behalf.
 pub fn credentials<T>(req: &Request<T>) -> Result<Credentials, Status> {
-    req.metadata()
+    let credentials = req
+        .metadata()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
         .map(|t| Credentials::bearer(t.trim()))
-        .ok_or_else(|| status(Code::Unauthenticated, "TOKEN_MISSING", "missing bearer token", []))
+        .ok_or_else(|| status(Code::Unauthenticated, "TOKEN_MISSING", "missing bearer token", []))?;
+    Ok(match req.extensions().get::<TraceContext>() {
+        Some(trace) => credentials.in_trace(trace.clone()),
+        None => credentials,
+    })
 }
+
+/// Puts `credentials` on a call made on the caller's behalf: the bearer token and, when
+/// the call is part of a trace, its `traceparent`. Err when the token cannot be sent as a
+/// header.
+pub fn forward(metadata: &mut MetadataMap, credentials: &Credentials) -> Result<(), InvalidToken> {
+    let token = format!("Bearer {}", credentials.token()).parse().map_err(|_| InvalidToken)?;
+    metadata.insert("authorization", token);
+    if let Some(trace) = credentials.trace() {
+        let header = trace.traceparent().parse().expect("a traceparent is ASCII hex and dashes");
+        metadata.insert("traceparent", header);
+    }
+    Ok(())
+}
+
+/// A token that cannot travel in a header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidToken;
 
 /// Reflection v1 and v1alpha (grpcurl 1.8 speaks only v1alpha), advertising exactly the
 /// services this server serves, with our contracts, the health service's and the
@@ -183,15 +207,22 @@ pub async fn shutdown_signal() {
     tracing::info!("shutdown signal received; draining calls");
 }
 
-/// A log span per call carrying the method and the caller's request id, if any.
-pub fn request_span(req: &http::Request<()>) -> tracing::Span {
+/// A log span per call carrying the method, the caller's request id (or a new one) and
+/// the call's W3C trace id and span id.
+pub fn request_span<B>(req: &http::Request<B>, trace: &TraceContext) -> tracing::Span {
     let request_id = req
         .headers()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    tracing::info_span!("rpc", method = %req.uri().path(), request_id = %request_id)
+    tracing::info_span!(
+        "rpc",
+        method = %req.uri().path(),
+        request_id = %request_id,
+        trace_id = %trace.trace_id(),
+        span_id = %trace.span_id()
+    )
 }
 
 /// Health of a server's services: NOT_SERVING until [`Health::serving`] and again from
@@ -228,19 +259,27 @@ impl Health {
     }
 }
 
-/// A server builder with the settings every service here uses, counting every call in
-/// the process's metrics.
-pub fn server_builder() -> metrics::MeteredServer {
+/// A tonic server with this crate's layers (trace and log span outermost, then metrics),
+/// and the router it builds.
+pub type Server = tonic::transport::Server<Layers>;
+pub type Router = tonic::transport::server::Router<Layers>;
+type Layers =
+    tower_layer::Stack<metrics::GrpcMetricsLayer, tower_layer::Stack<trace::TraceLayer, tower_layer::Identity>>;
+
+/// A server builder with the settings every service here uses: every call runs in its log
+/// span, continuing the caller's trace, and is counted in the process's metrics.
+pub fn server_builder() -> Server {
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .tcp_nodelay(true)
+        .layer(trace::TraceLayer)
         .layer(metrics::layer())
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then reports NOT_SERVING and
 /// drains in-flight calls.
 pub async fn serve(
-    router: metrics::MeteredRouter,
+    router: Router,
     listener: tokio::net::TcpListener,
     health: Health,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,

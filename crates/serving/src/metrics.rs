@@ -39,10 +39,6 @@ const MAX_RPCS: usize = 256;
 /// The process-wide registry the server layer writes to.
 static GLOBAL: LazyLock<Registry> = LazyLock::new(Registry::default);
 
-/// A tonic server builder with [`layer`] applied, and the router it builds.
-pub type MeteredServer = tonic::transport::Server<tower_layer::Stack<GrpcMetricsLayer, tower_layer::Identity>>;
-pub type MeteredRouter = tonic::transport::server::Router<tower_layer::Stack<GrpcMetricsLayer, tower_layer::Identity>>;
-
 /// The layer that counts every call of the tonic server it wraps.
 pub fn layer() -> GrpcMetricsLayer {
     GrpcMetricsLayer { registry: &GLOBAL }

@@ -149,6 +149,7 @@ fn installation(id: u128, package: &str, destination: &str, status: Installation
         destination_revision: 1,
         rollback_time: None,
         rolled_back_by: String::new(),
+        promotion_request_id: String::new(),
     }
 }
 
@@ -201,6 +202,8 @@ fn promotion(id: u128, status: PromotionStatus) -> PromotionRecord {
         decision_comment: String::new(),
         installation_id: String::new(),
         last_error: String::new(),
+        pre_run_id: String::new(),
+        installation_status: None,
     }
 }
 
@@ -217,6 +220,29 @@ async fn the_pending_index_follows_a_request_status() {
         let page = s.list_promotions("acme", &all_visible, &all()).await.unwrap();
         assert_eq!(page.items.len(), 1, "{}", b.name);
         assert!(s.list_promotions("globex", &all_visible, &all()).await.unwrap().items.is_empty(), "{}", b.name);
+    }
+}
+
+#[tokio::test]
+async fn a_request_keeps_its_plan_and_what_became_of_its_installation() {
+    for b in installation_stores() {
+        let s = b.store.as_ref();
+        let mut installation = installation(7, "p1", "qa", InstallationStatus::Installed);
+        installation.promotion_request_id = uuid::Uuid::from_u128(2).to_string();
+        let mut accepted = promotion(2, PromotionStatus::Accepted);
+        accepted.pre_run_id = uuid::Uuid::from_u128(9).to_string();
+        accepted.installation_id = installation.id.clone();
+        accepted.installation_status = Some(InstallationStatus::RolledBack);
+        s.append(vec![
+            Record::Installation { record: Box::new(installation.clone()), with_plan: true, undo: None },
+            Record::Promotion(Box::new(accepted.clone())),
+        ])
+        .await
+        .unwrap();
+        let read = s.promotion(&accepted.id).await.unwrap().unwrap();
+        assert_eq!((read.pre_run_id, read.installation_status), (accepted.pre_run_id, accepted.installation_status));
+        let read = s.installation(&installation.id, false).await.unwrap().unwrap();
+        assert_eq!(read.promotion_request_id, installation.promotion_request_id, "{}", b.name);
     }
 }
 

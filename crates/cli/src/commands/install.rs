@@ -22,7 +22,8 @@ use promotion_api::v1 as pb;
 
 #[derive(clap::Args, Debug)]
 #[command(
-    after_help = "Examples:\n  promotion prerun PACKAGE_ID --env qa\n  promotion prerun --request PROMOTION_REQUEST_ID   # what accepting it would do\n  \
+    after_help = "Examples:\n  promotion prerun PACKAGE_ID --env qa\n  promotion prerun --request PROMOTION_REQUEST_ID   # the plan accepting it installs\n  \
+    promotion prerun --request PROMOTION_REQUEST_ID --attach   # plan again, for accepting to install\n  \
     promotion prerun --get PRE_RUN_ID\n\n\
     Each type gets a table: the action planned for every object of the package (CREATE,\n\
     USEEXISTING, OVERWRITING, IGNORE, CREATEWITHALTNAME), how it matched a destination\n\
@@ -46,9 +47,13 @@ pub struct PrerunArgs {
     /// Show an existing pre-run instead of making a new one.
     #[arg(long, value_name = "PRE_RUN_ID", conflicts_with_all = ["package", "env", "request"])]
     pub get: Option<String>,
-    /// Plan the package version of this promotion request into its target environment.
+    /// Show the plan this promotion request carries: exactly what accepting it installs.
     #[arg(long, value_name = "PROMOTION_REQUEST_ID", conflicts_with_all = ["package", "env", "version"])]
     pub request: Option<String>,
+    /// With --request: plan the request's package version into its target again, as it is
+    /// now, and attach that plan to the request (promotion.approve on the target).
+    #[arg(long, requires = "request")]
+    pub attach: bool,
     /// Leave out the field changes.
     #[arg(long)]
     pub no_changes: bool,
@@ -150,30 +155,21 @@ pub struct RollbackArgs {
 }
 
 pub async fn prerun(session: &Session, out: &Out, a: PrerunArgs) -> Result<(), CliError> {
-    let pre_run = match a.get {
-        Some(id) => {
+    let pre_run = match (a.get, a.request) {
+        (Some(id), _) => {
             let (address, _) = session.find(|address| get_pre_run_page(session, address, id.clone())).await?;
             let mut client = session.installations_at(&address).await?;
             get_pre_run(session, &mut client, id).await?
         }
-        None => {
-            let mut request = pb::CreatePreRunRequest {
+        (None, Some(id)) => request_plan(session, id, a.attach, a.request_id).await?,
+        (None, None) => {
+            let request = pb::CreatePreRunRequest {
                 package_id: a.package.unwrap_or_default(),
                 package_version: a.version,
                 destination_environment: a.env.unwrap_or_default(),
                 request_id: a.request_id.unwrap_or_else(new_request_id),
             };
-            if let Some(id) = a.request {
-                let (_, promotion) = super::promote::find_request(session, &id).await?;
-                request.package_id = promotion.package_id;
-                request.package_version = promotion.package_version;
-                request.destination_environment = promotion.target_environment;
-            }
-            let mut client = session.installations_for(&request.destination_environment).await?;
-            let progress = Progress::start(format!("Planning into {}…", request.destination_environment));
-            let result = client.create_pre_run(session.request(request)).await;
-            progress.finish().await;
-            all_pre_run_entries(session, &mut client, result?.into_inner()).await?
+            create_pre_run(session, request).await?
         }
     };
     let order = type_order(session, &pre_run.package_id).await;
@@ -209,6 +205,43 @@ pub fn plan_changes_something(p: &pb::PreRun) -> bool {
 async fn get_pre_run_page(session: &Session, address: String, id: String) -> Result<pb::PreRun, CliError> {
     let request = pb::GetPreRunRequest { id, entries_page_size: 1, ..Default::default() };
     Ok(session.installations_at(&address).await?.get_pre_run(session.request(request)).await?.into_inner())
+}
+
+async fn create_pre_run(session: &Session, request: pb::CreatePreRunRequest) -> Result<pb::PreRun, CliError> {
+    let mut client = session.installations_for(&request.destination_environment).await?;
+    let progress = Progress::start(format!("Planning into {}…", request.destination_environment));
+    let result = client.create_pre_run(session.request(request)).await;
+    progress.finish().await;
+    all_pre_run_entries(session, &mut client, result?.into_inner()).await
+}
+
+/// The plan a promotion request carries; with `attach`, a fresh one attached to it first.
+async fn request_plan(
+    session: &Session,
+    id: String,
+    attach: bool,
+    request_id: Option<String>,
+) -> Result<pb::PreRun, CliError> {
+    let (mut promotions, promotion) = super::promote::find_request(session, &id).await?;
+    if !attach && promotion.pre_run_id.is_empty() {
+        return Err(CliError::failed(format!(
+            "promotion request {id} carries no plan (it predates plans on requests); make one with --attach"
+        )));
+    }
+    if !attach {
+        let mut client = session.installations_for(&promotion.target_environment).await?;
+        return get_pre_run(session, &mut client, promotion.pre_run_id).await;
+    }
+    let request = pb::CreatePreRunRequest {
+        package_id: promotion.package_id,
+        package_version: promotion.package_version,
+        destination_environment: promotion.target_environment,
+        request_id: request_id.unwrap_or_else(new_request_id),
+    };
+    let pre_run = create_pre_run(session, request).await?;
+    let attach = pb::AttachPreRunRequest { id, pre_run_id: pre_run.id.clone(), request_id: new_request_id() };
+    promotions.attach_pre_run(session.request(attach)).await?;
+    Ok(pre_run)
 }
 
 async fn get_pre_run(session: &Session, client: &mut InstallationClient, id: String) -> Result<pb::PreRun, CliError> {

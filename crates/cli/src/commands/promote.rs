@@ -103,9 +103,13 @@ pub enum RequestsCommand {
 }
 
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Review first with `promotion prerun --request REQUEST_ID`. Example:\n  \
+#[command(after_help = "Review first with `promotion prerun --request REQUEST_ID`: accepting installs exactly\n\
+    that plan (plus --override). Example:\n  \
     promotion accept REQUEST_ID --comment \"looks good\" \\\n    \
     --override GROUP:SOURCE_ID=USEEXISTING:TARGET_ID\n\n\
+    If the target changed since the plan was made, accepting is refused (PRE_RUN_STALE) and\n\
+    nothing is written: review a fresh plan with `promotion prerun --request REQUEST_ID --attach`,\n\
+    or accept with --replan.\n\n\
     With --output id, prints the id of the installation it made.")]
 pub struct AcceptArgs {
     /// Promotion request id.
@@ -120,6 +124,10 @@ pub struct AcceptArgs {
     /// input is not a terminal).
     #[arg(long, short = 'y')]
     pub yes: bool,
+    /// Plan again against the target as it is now and install that, instead of the plan
+    /// the request carries (which you may not have reviewed).
+    #[arg(long)]
+    pub replan: bool,
     /// Comment recorded with the decision.
     #[arg(long, default_value = "", hide_default_value = true)]
     pub comment: String,
@@ -349,6 +357,8 @@ async fn finish_promotion(
         target_environment: a.to.clone(),
         comment: a.comment.clone(),
         request_id: a.request_id.clone().unwrap_or_else(new_request_id),
+        // The service plans the package into the target now: the plan approvers review.
+        pre_run_id: String::new(),
     };
     Ok(session.promotions_for(&a.to).await?.request_promotion(session.request(request)).await?.into_inner())
 }
@@ -445,8 +455,15 @@ fn render_request(out: &Out, r: &pb::PromotionRequest) -> String {
         pairs.push(("Decided by", r.decided_by.clone().into()));
         pairs.push(("Decision comment", or_dash(&r.decision_comment).into()));
     }
+    if !r.pre_run_id.is_empty() {
+        pairs.push(("Plan (pre-run)", r.pre_run_id.clone().into()));
+    }
     if !r.installation_id.is_empty() {
-        pairs.push(("Installation", r.installation_id.clone().into()));
+        let status = match pb::InstallationStatus::try_from(r.installation_status) {
+            Ok(pb::InstallationStatus::Unspecified) | Err(_) => String::new(),
+            Ok(s) => format!(" ({})", short(s.as_str_name(), "INSTALLATION_STATUS_")),
+        };
+        pairs.push(("Installation", format!("{}{status}", r.installation_id).into()));
     }
     if !r.last_error.is_empty() {
         pairs.push(("Last error", cell(r.last_error.clone(), Style::Red)));
@@ -600,8 +617,10 @@ pub async fn accept(session: &Session, out: &Out, a: AcceptArgs) -> Result<(), C
         comment: a.comment,
         request_id: a.request_id.unwrap_or_else(new_request_id),
         prune_children: a.prune_children,
+        replan: a.replan,
     };
-    let progress = Progress::start("Pre-running and installing…");
+    let progress =
+        Progress::start(if a.replan { "Planning again and installing…" } else { "Installing the reviewed plan…" });
     let result = client.accept_promotion_request(session.request(request)).await;
     progress.finish().await;
     let r = result?.into_inner();

@@ -7,7 +7,7 @@ use super::convert::overrides_from_proto;
 use super::{check_request_id, require_uuid};
 use crate::install::InstallRequest;
 use crate::pre_run::PreRunRequest;
-use crate::promotions::{self, Decision};
+use crate::promotions::{self, Attach, Decision};
 use promotion_api::status::bad_field;
 use promotion_api::v1 as pb;
 
@@ -78,6 +78,7 @@ impl TryFrom<pb::CreateInstallationRequest> for ForEnvironment<InstallRequest> {
             prune_children: r.prune_children,
             request_id: r.request_id,
             companion: None,
+            promotion_request_id: String::new(),
         };
         Ok(ForEnvironment { environment: r.destination_environment, command })
     }
@@ -94,10 +95,14 @@ impl TryFrom<pb::RequestPromotionRequest> for ForEnvironment<promotions::Request
         if r.target_environment.is_empty() {
             return Err(bad_field("MISSING_FIELD", "target_environment", "target_environment is required"));
         }
+        if !r.pre_run_id.is_empty() {
+            require_uuid("pre_run_id", &r.pre_run_id)?;
+        }
         let command = promotions::Request {
             package_id: r.package_id,
             package_version: r.package_version,
             comment: r.comment,
+            pre_run_id: r.pre_run_id,
             request_id: r.request_id,
         };
         Ok(ForEnvironment { environment: r.target_environment, command })
@@ -116,7 +121,19 @@ impl TryFrom<pb::AcceptPromotionRequestRequest> for OnRequest<Decision> {
             request_id: r.request_id,
             overrides: overrides_from_proto(r.translation_map)?,
             prune_children: r.prune_children,
+            replan: r.replan,
         };
         Ok(OnRequest { id: r.id, command })
+    }
+}
+
+impl TryFrom<pb::AttachPreRunRequest> for OnRequest<Attach> {
+    type Error = Status;
+
+    fn try_from(r: pb::AttachPreRunRequest) -> Result<Self, Status> {
+        require_uuid("id", &r.id)?;
+        require_uuid("pre_run_id", &r.pre_run_id)?;
+        check_request_id(&r.request_id)?;
+        Ok(OnRequest { id: r.id, command: Attach { pre_run_id: r.pre_run_id, request_id: r.request_id } })
     }
 }

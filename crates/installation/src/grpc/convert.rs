@@ -69,6 +69,7 @@ fn entry_to_proto(e: &Entry, status: Option<EntryStatus>) -> pb::TranslationEntr
             EntryStatus::Registered => pb::EntryInstallationStatus::Registered,
             EntryStatus::Skipped => pb::EntryInstallationStatus::Skipped,
             EntryStatus::Failed => pb::EntryInstallationStatus::Failed,
+            EntryStatus::RolledBack => pb::EntryInstallationStatus::RolledBack,
         }) as i32,
     }
 }
@@ -185,13 +186,7 @@ pub fn installation_to_proto(r: &InstallationRecord, page: EntryPage) -> pb::Ins
         package_version: r.package_version,
         destination_environment: r.destination.clone(),
         pre_run_id: r.pre_run_id.clone(),
-        status: match r.status {
-            InstallationStatus::Installing => pb::InstallationStatus::Installing,
-            // Until a large rollback has finished, the installation is still in place.
-            InstallationStatus::Installed | InstallationStatus::RollingBack => pb::InstallationStatus::Installed,
-            InstallationStatus::Failed => pb::InstallationStatus::Failed,
-            InstallationStatus::RolledBack => pb::InstallationStatus::RolledBack,
-        } as i32,
+        status: installation_status_to_proto(r.status) as i32,
         translation_map,
         summary: r.summary.clone().into_iter().collect(),
         create_time: Some(timestamp(r.create_time)),
@@ -205,6 +200,17 @@ pub fn installation_to_proto(r: &InstallationRecord, page: EntryPage) -> pb::Ins
         rolled_back_by: r.rolled_back_by.clone(),
         entry_count: r.entry_count as i64,
         next_entries_page_token,
+        promotion_request_id: r.promotion_request_id.clone(),
+    }
+}
+
+fn installation_status_to_proto(s: InstallationStatus) -> pb::InstallationStatus {
+    match s {
+        InstallationStatus::Installing => pb::InstallationStatus::Installing,
+        // Until a large rollback has finished, the installation is still in place.
+        InstallationStatus::Installed | InstallationStatus::RollingBack => pb::InstallationStatus::Installed,
+        InstallationStatus::Failed => pb::InstallationStatus::Failed,
+        InstallationStatus::RolledBack => pb::InstallationStatus::RolledBack,
     }
 }
 
@@ -338,5 +344,10 @@ pub fn promotion_to_proto(r: &PromotionRecord) -> pb::PromotionRequest {
         decision_comment: r.decision_comment.clone(),
         installation_id: r.installation_id.clone(),
         last_error: r.last_error.clone(),
+        pre_run_id: r.pre_run_id.clone(),
+        installation_status: r
+            .installation_status
+            .map_or(pb::InstallationStatus::Unspecified, installation_status_to_proto)
+            as i32,
     }
 }

@@ -1,9 +1,8 @@
 //! The package source over gRPC: reads packages from the package service on a caller's
-//! behalf (their token is forwarded), and reports installations with the service's own
-//! credentials.
+//! behalf (their token and trace are forwarded), and reports installations with the
+//! service's own credentials.
 use async_trait::async_trait;
 use std::time::Duration;
-use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
 
@@ -38,14 +37,13 @@ impl PackageClient {
 
     fn request<T>(&self, msg: T, credentials: &Credentials) -> Result<Request<T>, UpstreamError> {
         let mut req = Request::new(msg);
-        let value: MetadataValue<Ascii> = format!("Bearer {}", credentials.token()).parse().map_err(|_| {
+        promotion_serving::forward(req.metadata_mut(), credentials).map_err(|_| {
             UpstreamError::new(
                 promotion_core::Code::Unauthenticated,
                 "TOKEN_MALFORMED",
                 "the token cannot be forwarded",
             )
         })?;
-        req.metadata_mut().insert("authorization", value);
         Ok(req)
     }
 

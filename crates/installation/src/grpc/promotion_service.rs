@@ -5,7 +5,7 @@ use tonic::{Request, Response, Status};
 use super::commands::{check_comment, ForEnvironment, OnRequest};
 use super::convert::{promotion_status_to_proto, promotion_to_proto as to_proto};
 use super::{check_request_id, require_uuid};
-use crate::promotions::{self, Decision};
+use crate::promotions::{self, Attach, Decision};
 use crate::refusal::Refusal;
 use crate::state::State;
 use promotion_api::status::{access, bad_field, page};
@@ -118,6 +118,16 @@ impl pb::promotion_service_server::PromotionService for PromotionApi {
         let token = credentials(&req)?;
         let OnRequest { id, command } = OnRequest::<Decision>::try_from(req.into_inner())?;
         let record = promotions::accept(&self.state, &caller, &token, &id, command).await?;
+        Ok(Response::new(to_proto(&record)))
+    }
+
+    async fn attach_pre_run(
+        &self,
+        req: Request<pb::AttachPreRunRequest>,
+    ) -> Result<Response<pb::PromotionRequest>, Status> {
+        let caller = caller(&req)?;
+        let OnRequest { id, command } = OnRequest::<Attach>::try_from(req.into_inner())?;
+        let record = promotions::attach(&self.state, &caller, &id, command).await?;
         Ok(Response::new(to_proto(&record)))
     }
 

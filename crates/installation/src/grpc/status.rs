@@ -4,7 +4,7 @@ use tonic::{Code, Status};
 
 use crate::environments::EnvError;
 use crate::error::InstallError;
-use crate::promotions::PromotionError;
+use crate::promotions::{self, PromotionError};
 use crate::refusal::Refusal;
 use promotion_api::status::{access, status, store_failure, upstream};
 use promotion_core::promotion::PromotionStatus;
@@ -152,6 +152,18 @@ impl From<PromotionError> for Status {
                 format!("only the requester ({requester}) can cancel a promotion request"),
                 [("requested_by", requester)],
             ),
+            PromotionError::PlanOutdated { id, pre_run_id, cause } => {
+                let message = promotions::outdated_message(&id, &cause);
+                let about = [("promotion_request_id", id), ("pre_run_id", pre_run_id)];
+                match cause {
+                    InstallError::PreRunExpired(_) => status(Code::FailedPrecondition, "PRE_RUN_EXPIRED", message, about),
+                    InstallError::PreRunStale(items) => {
+                        let [request, pre_run] = about;
+                        status(Code::Aborted, "PRE_RUN_STALE", message, [("entries", items.join("; ")), request, pre_run])
+                    }
+                    other => other.into(),
+                }
+            }
             PromotionError::Store(e) => store_failure(e.is_unavailable(), &e.message),
         }
     }

@@ -1,5 +1,6 @@
 //! The object source extraction reads from, over gRPC: `EnvironmentService.ExportObjects`
-//! on the installation service hosting the source environment, with the caller's token.
+//! on the installation service hosting the source environment, with the caller's token
+//! and trace.
 use async_trait::async_trait;
 use std::time::Duration;
 use tonic::transport::Endpoint;
@@ -63,10 +64,8 @@ async fn export(
     });
     request.set_timeout(EXPORT_DEADLINE);
     if let Some(c) = credentials {
-        let value = format!("Bearer {}", c.token())
-            .parse()
+        promotion_serving::forward(request.metadata_mut(), c)
             .map_err(|_| "the caller's token cannot be forwarded".to_string())?;
-        request.metadata_mut().insert("authorization", value);
     }
     let mut stream = client.export_objects(request).await.map_err(|s| explain(&s, environment, roots))?.into_inner();
     let mut exported = Exported::default();
