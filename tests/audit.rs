@@ -126,12 +126,16 @@ async fn the_trail_shows_who_requested_accepted_rejected_cancelled_and_was_denie
     assert_eq!(
         trail(&qa),
         [
+            // Each request carries the plan the service made of it when it was created.
+            row("PRE_RUN_CREATED", "alice", &first.pre_run_id, "OK"),
             row("PROMOTION_REQUESTED", "alice", &first.id, "OK"),
             row("ACCESS_DENIED", "alice", "qa", "PERMISSION_DENIED"),
             row("INSTALLATION_COMPLETED", "bob", &accepted.installation_id, "OK"),
             row("PROMOTION_ACCEPTED", "bob", &first.id, "OK"),
+            row("PRE_RUN_CREATED", "alice", &second.pre_run_id, "OK"),
             row("PROMOTION_REQUESTED", "alice", &second.id, "OK"),
             row("PROMOTION_REJECTED", "bob", &second.id, "OK"),
+            row("PRE_RUN_CREATED", "alice", &third.pre_run_id, "OK"),
             row("PROMOTION_REQUESTED", "alice", &third.id, "OK"),
             row("PROMOTION_CANCELLED", "alice", &third.id, "OK"),
         ]
@@ -141,11 +145,12 @@ async fn the_trail_shows_who_requested_accepted_rejected_cancelled_and_was_denie
         assert_eq!(e.service, "installation-service");
         assert!(e.time.is_some() && !e.id.is_empty());
     }
-    assert_eq!(detail(&qa[1], "permission"), Some("promotion.approve".into()), "the denial names the permission");
-    assert_eq!(detail(&qa[3], "installation_id"), Some(accepted.installation_id.clone().into()));
-    assert_eq!(detail(&qa[0], "package_id"), Some(package.id.clone().into()));
-    assert_eq!(qa[0].resource_type, "promotion_request");
-    assert_eq!(qa[0].request_id, first_request.request_id, "the caller's request id is kept");
+    assert_eq!(detail(&qa[2], "permission"), Some("promotion.approve".into()), "the denial names the permission");
+    assert_eq!(detail(&qa[4], "installation_id"), Some(accepted.installation_id.clone().into()));
+    assert_eq!(detail(&qa[1], "package_id"), Some(package.id.clone().into()));
+    assert_eq!(detail(&qa[1], "pre_run_id"), Some(first.pre_run_id.clone().into()));
+    assert_eq!(qa[1].resource_type, "promotion_request");
+    assert_eq!(qa[1].request_id, first_request.request_id, "the caller's request id is kept");
 
     // Filters: action, actor, resource, and combinations.
     let requested =

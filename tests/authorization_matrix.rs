@@ -155,6 +155,7 @@ enum Rpc {
     ListPromotionRequests,
     GetPromotionRequest,
     AcceptPromotionRequest,
+    AttachPreRun,
     RejectPromotionRequest,
     CancelPromotionRequest,
 }
@@ -241,6 +242,7 @@ const MATRIX: &[Row] = &[
     row(I, PROMO, Rpc::ListPromotionRequests, NO_ENV, Who::Olga, Allowed, "lists only what the caller may see"),
     row(I, PROMO, Rpc::GetPromotionRequest, NO_PROMOTION, Who::Olga, DENIED, "installation.read on the target"),
     row(I, PROMO, Rpc::AcceptPromotionRequest, NO_PROMOTION, Who::Victor, DENIED, "promotion.approve on the target"),
+    row(I, PROMO, Rpc::AttachPreRun, NO_PROMOTION, Who::Victor, DENIED, "promotion.approve on the target"),
     row(I, PROMO, Rpc::RejectPromotionRequest, NO_PROMOTION, Who::Victor, DENIED, "promotion.approve on the target"),
     row(I, PROMO, Rpc::CancelPromotionRequest, NO_PROMOTION, Who::Bob, Denied("NOT_REQUESTER"), "the requester only"),
 ];
@@ -532,6 +534,14 @@ async fn call(rpc: Rpc, host: Host, who: Who, c: &mut Clients, f: &Fixture) -> R
         Rpc::AcceptPromotionRequest => {
             let req = pb::AcceptPromotionRequestRequest { id: f.promotion_id.clone(), ..Default::default() };
             vec![c.promotions.accept_promotion_request(req).await?.into_inner().organization]
+        }
+        Rpc::AttachPreRun => {
+            let req = pb::AttachPreRunRequest {
+                id: f.promotion_id.clone(),
+                pre_run_id: f.pre_run_id.clone(),
+                request_id: String::new(),
+            };
+            vec![c.promotions.attach_pre_run(req).await?.into_inner().organization]
         }
         Rpc::RejectPromotionRequest => {
             let req = pb::RejectPromotionRequestRequest { id: f.promotion_id.clone(), ..Default::default() };

@@ -582,6 +582,37 @@ async fn bad_inputs_get_their_documented_code_and_write_nothing() {
         "INVALID_ID"
     );
     row!(
+        "AttachPreRun malformed pre-run id",
+        c.promotions.attach_pre_run(pb::AttachPreRunRequest {
+            id: UNKNOWN_UUID.into(),
+            pre_run_id: "latest".into(),
+            request_id: String::new(),
+        }),
+        Code::InvalidArgument,
+        "INVALID_ID"
+    );
+    row!(
+        "AttachPreRun unknown request",
+        c.promotions.attach_pre_run(pb::AttachPreRunRequest {
+            id: UNKNOWN_UUID.into(),
+            pre_run_id: UNKNOWN_UUID.into(),
+            request_id: String::new(),
+        }),
+        Code::NotFound,
+        "PROMOTION_REQUEST_NOT_FOUND"
+    );
+    row!(
+        "RequestPromotion malformed pre-run id",
+        c.promotions.request_promotion(pb::RequestPromotionRequest {
+            package_id: UNKNOWN_UUID.into(),
+            target_environment: "qa".into(),
+            pre_run_id: "mine".into(),
+            ..Default::default()
+        }),
+        Code::InvalidArgument,
+        "INVALID_ID"
+    );
+    row!(
         "RejectPromotionRequest unknown",
         c.promotions.reject_promotion_request(pb::RejectPromotionRequestRequest {
             id: UNKNOWN_UUID.into(),

@@ -2,11 +2,12 @@
 //! subcommands against `promotion dev`, each user with their own token directory.
 mod common;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Output, Stdio};
 
 use common::*;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// One user of the client: a private config directory holding their cached token.
 struct User<'a> {
@@ -776,4 +777,87 @@ async fn prerun_detailed_exitcode_says_whether_the_plan_changes_anything() {
     assert_eq!(code(&bob, &["prerun", &package, "--env", "qa", "--detailed-exitcode"]), Some(0), "all in place");
     assert_eq!(code(&bob, &["prerun", &package, "--env", "prod", "--detailed-exitcode"]), Some(1), "not installable");
     assert_eq!(code(&bob, &["prerun", &package, "--env", "qa"]), Some(0), "without the flag: 0");
+}
+
+/// (type, source id) -> target id of every CREATE in a pre-run's or installation's JSON.
+fn creates(plan: &Value) -> BTreeMap<(String, String), String> {
+    let mut out = BTreeMap::new();
+    for (code, t) in plan["translationMap"].as_object().unwrap() {
+        for (source, e) in t["entries"].as_object().unwrap() {
+            if e["action"] == "INSTALL_ACTION_CREATE" {
+                out.insert((code.clone(), source.clone()), e["targetId"].as_str().unwrap().to_string());
+            }
+        }
+    }
+    out
+}
+
+/// erin sets a field of an object in qa through `objects put`.
+fn edit_in_qa(erin: &User, obj_code: &str, id: &str, field: &str, value: Value) {
+    let mut object = erin.json(&["objects", "show", "--env", "qa", obj_code, id]);
+    object["fields"][field] = value;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("object.json");
+    std::fs::write(&file, object.to_string()).unwrap();
+    erin.ok(&["objects", "put", "--env", "qa", file.to_str().unwrap()]);
+}
+
+#[tokio::test]
+async fn accept_installs_the_plan_prerun_request_showed_and_refuses_a_stale_one_unless_replanned() {
+    let dev = DevServices::start().await;
+    let alice = User::login(&dev, "alice");
+    let bob = User::login(&dev, "bob");
+    let erin = User::login(&dev, "erin");
+    let root = format!("TMPL:{OFFBOARDING_TMPL}");
+    let promote = ["promote", "--to", "qa", "--name", "Agency offboarding", "--source", "dev", "--root", &root];
+
+    let request = alice.json(&promote);
+    let id = request["id"].as_str().unwrap();
+    let shown = bob.json(&["prerun", "--request", id]);
+    assert_eq!(shown["id"], request["preRunId"], "prerun --request shows the plan the request carries");
+    let planned = creates(&shown);
+    assert!(planned.contains_key(&("TMPL".to_string(), OFFBOARDING_TMPL.to_string())), "{planned:?}");
+    let first = bob.id(&["accept", id]);
+    let installed = bob.json(&["installations", "show", &first]);
+    assert_eq!(creates(&installed), planned, "accept installed the very target ids the pre-run showed");
+    assert_eq!(installed["preRunId"], request["preRunId"]);
+    let template = planned[&("TMPL".to_string(), OFFBOARDING_TMPL.to_string())].clone();
+    assert_eq!(erin.json(&["objects", "show", "--env", "qa", "TMPL", &template])["id"], template.as_str());
+
+    // The next request's plan goes stale when the template is edited in qa.
+    let update = alice.json(&[&promote[..], &["--refresh"]].concat());
+    let update_id = update["id"].as_str().unwrap();
+    edit_in_qa(&erin, "TMPL", &template, "planned_duration_days", json!(30));
+    let installations =
+        || bob.json(&["installations", "list", "--env", "qa"])["installations"].as_array().unwrap().len();
+    let count = installations();
+    let err = bob.fails(&["accept", update_id]);
+    assert!(err.contains("ABORTED PRE_RUN_STALE") && err.contains("--replan"), "{err}");
+    assert_eq!(installations(), count, "nothing was installed");
+    let in_qa = erin.json(&["objects", "show", "--env", "qa", "TMPL", &template]);
+    assert_eq!(in_qa["fields"]["planned_duration_days"], 30, "nothing was written");
+    assert!(bob.json(&["requests", "show", update_id])["lastError"].as_str().unwrap().contains("--replan"));
+
+    // An approver may attach a fresh plan to review, or re-plan on accept.
+    let fresh = bob.json(&["prerun", "--request", update_id, "--attach"]);
+    assert_ne!(fresh["id"], update["preRunId"]);
+    assert_eq!(bob.json(&["requests", "show", update_id])["preRunId"], fresh["id"]);
+    edit_in_qa(&erin, "TMPL", &template, "planned_duration_days", json!(31));
+    assert!(bob.fails(&["accept", update_id]).contains("PRE_RUN_STALE"), "the attached plan went stale too");
+    let replanned = bob.json(&["accept", update_id, "--replan"]);
+    assert_eq!(replanned["status"], "PROMOTION_STATUS_ACCEPTED");
+    let second = replanned["installationId"].as_str().unwrap();
+    assert_eq!(bob.json(&["installations", "show", second])["status"], "INSTALLATION_STATUS_INSTALLED");
+
+    // Rolled back: the installation's entries and the request say so.
+    bob.ok(&["rollback", second]);
+    let rolled = bob.json(&["installations", "show", second]);
+    for t in rolled["translationMap"].as_object().unwrap().values() {
+        for e in t["entries"].as_object().unwrap().values() {
+            assert_eq!(e["installationStatus"], "ENTRY_INSTALLATION_STATUS_ROLLED_BACK", "{e}");
+        }
+    }
+    assert_eq!(bob.json(&["requests", "show", update_id])["installationStatus"], "INSTALLATION_STATUS_ROLLED_BACK");
+    assert!(bob.ok(&["requests", "show", update_id]).contains("(ROLLED_BACK)"));
+    assert!(bob.ok(&["installations", "show", second]).contains("ROLLED_BACK"));
 }

@@ -1408,3 +1408,62 @@ async fn replanning_on_accept_is_an_explicit_choice_and_a_requester_may_bring_a_
     let template = entry(&entries(&done.translation_map), "TMPL", ONBOARDING_TMPL).target_id.clone();
     assert!(get_object(&mut bob, "qa", "TMPL", &template).await.is_ok());
 }
+
+// ----------------------------------------------------------------------------------
+// 12. Logs: a line per step, one trace across both services (issue 10)
+// ----------------------------------------------------------------------------------
+
+/// `message` sent as part of the W3C trace `trace_id`.
+fn traced<T>(message: T, trace_id: &str) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(message);
+    let header = format!("00-{trace_id}-00f067aa0ba902b7-01");
+    req.metadata_mut().insert("traceparent", header.parse().unwrap());
+    req
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_step_logs_a_line_in_the_callers_trace_and_the_trace_reaches_the_other_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("dev.log");
+    // Debug for the serving layer: its line at the end of every call shows each call's span.
+    let dev = DevServices::start_logging(&log, "info,promotion_serving=debug").await;
+    let (mut alice, mut bob) = (dev.clients("alice").await, dev.clients("bob").await);
+    let [extract, request, decide, undo] = ["1", "2", "3", "4"].map(|n| format!("4bf92f3577b34da6a3ce929d0e0e473{n}"));
+
+    let create = pb::CreatePackageRequest {
+        name: "Traced onboarding".into(),
+        source_environment: "dev".into(),
+        object_collections: vec![collection("TMPL", &[ONBOARDING_TMPL])],
+        ..Default::default()
+    };
+    let package = alice.packages.create_package(traced(create, &extract)).await.unwrap().into_inner();
+    wait_extracted(&mut alice, &package.id, 1).await;
+    set_status(&mut alice, &package.id, P::Preview).await;
+    let ask = pb::RequestPromotionRequest {
+        package_id: package.id.clone(),
+        target_environment: "qa".into(),
+        ..Default::default()
+    };
+    let asked = alice.promotions.request_promotion(traced(ask, &request)).await.unwrap().into_inner();
+    let yes = pb::AcceptPromotionRequestRequest { id: asked.id.clone(), ..Default::default() };
+    let accepted = bob.promotions.accept_promotion_request(traced(yes, &decide)).await.unwrap().into_inner();
+    let back = pb::RollbackInstallationRequest { id: accepted.installation_id.clone(), ..Default::default() };
+    bob.installations.rollback_installation(traced(back, &undo)).await.unwrap();
+
+    let text = dev.stop_and_read(&log);
+    let logged = |trace: &str, what: &str| text.lines().any(|l| l.contains(trace) && l.contains(what));
+    for (trace, what) in [
+        (&extract, "extraction finished"),
+        (&extract, "EnvironmentService/ExportObjects"),
+        (&request, "promotion requested"),
+        (&request, "PackageService/GetPackageDefinition"),
+        (&decide, "installation finished"),
+        (&decide, "promotion accepted"),
+        (&decide, "PackageService/GetPackage"),
+        (&undo, "installation rolled back"),
+    ] {
+        assert!(logged(trace, what), "no {what:?} line in trace {trace}:\n{text}");
+    }
+    let untraced = text.lines().filter(|l| l.contains("promotion requested") && !l.contains(&request)).count();
+    assert_eq!(untraced, 0, "{text}");
+}

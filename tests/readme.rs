@@ -153,14 +153,17 @@ const EXPECTATIONS: &[Expect] = &[
         &["PROMOTION_STATUS_TO_BE_VALIDATED", "Code: PermissionDenied", "promotion.approve", ERROR_EXIT],
     )
     .never(&["isUpdate"]),
+    Expect::new("InstallationService/GetPreRun", &["PRE_RUN_STATUS_READY", "'CREATE'", "the template will be created as "]),
     Expect::new(
         "Looks good",
         &[
             "PROMOTION_STATUS_ACCEPTED",
             "\"decidedBy\": \"bob\"",
             "\"installationId\"",
+            "\"installationStatus\": \"INSTALLATION_STATUS_INSTALLED\"",
             "\"name\": \"New Agency Onboarding\"",
             "\"name\": \"Legacy QA Template\"",
+            "followed the pre-run: True\nNew Agency Onboarding",
         ],
     ),
     Expect::new(
@@ -195,6 +198,17 @@ const EXPECTATIONS: &[Expect] = &[
     Expect::new("promotion objects put --env dev offboarding.json", &["Logged in as erin", "Stored 1 object(s) in dev"]),
     Expect::new("--refresh", &["Logged in as alice", "version 2", "yes: installed there before"]),
     Expect::new(
+        "finance.json",
+        &[
+            "Logged in as erin",
+            "Stored 1 object(s) in qa",
+            "ABORTED PRE_RUN_STALE",
+            "--replan",
+            "exit status 1",
+            "LOCALLY_MODIFIED",
+        ],
+    ),
+    Expect::new(
         "promotion rollback",
         &[
             "OVERWRITING=1 USEEXISTING=30",
@@ -202,6 +216,7 @@ const EXPECTATIONS: &[Expect] = &[
             "fields.planned_duration_days: 12",
             "Rolled back installation",
             "ROLLED_BACK",
+            "(ROLLED_BACK)",
         ],
     ),
     Expect::new("planned_duration_days\"))", &["New Agency Offboarding 10", "New Agency Onboarding 21"]),

@@ -48,15 +48,25 @@ impl DevServices {
 
     /// Starts on an existing data directory (to test restarts).
     pub async fn start_in(data_dir: tempfile::TempDir) -> DevServices {
+        Self::spawn(data_dir, "warn", Stdio::inherit()).await
+    }
+
+    /// Starts with its log, filtered by `rust_log`, written to the file `log`.
+    pub async fn start_logging(log: &std::path::Path, rust_log: &str) -> DevServices {
+        let file = std::fs::File::create(log).expect("create the log file");
+        Self::spawn(tempfile::tempdir().unwrap(), rust_log, Stdio::from(file)).await
+    }
+
+    async fn spawn(data_dir: tempfile::TempDir, rust_log: &str, stderr: Stdio) -> DevServices {
         let package_addr = free_addr();
         let installation_addr = free_addr();
         let child = promotion_command()
             .args(["dev", "--data-dir"])
             .arg(data_dir.path())
             .args(["--package-addr", &package_addr.to_string(), "--installation-addr", &installation_addr.to_string()])
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", rust_log)
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start promotion dev");
         let services = DevServices { child, package_addr, installation_addr, data_dir };
@@ -75,6 +85,12 @@ impl DevServices {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
+    }
+
+    /// Stops the process (SIGTERM, so that it flushes its log) and returns the log it wrote.
+    pub fn stop_and_read(self, log: &std::path::Path) -> String {
+        let _ = self.terminate();
+        std::fs::read_to_string(log).expect("read the log")
     }
 
     /// Stops the process with SIGKILL and returns the data directory for a restart.

@@ -13,13 +13,14 @@ use promotion_core::identity::{Credentials, Identity, Permission};
 use promotion_core::promotion::{PromotionRecord, PromotionStatus};
 use promotion_core::records::{InstallationRecord, InstallationStatus};
 use promotion_core::AccessError;
-use promotion_store::installation::{EnvWrite, Record};
+use promotion_store::installation::{EnvTransaction, EnvWrite, Record};
 use promotion_store::StoreError;
 
 use crate::error::InstallError;
 use crate::fetch::{content, info, installable};
 use crate::idempotency::{first, RequestUse};
 use crate::install::{install_locked, prepare, Companion, InstallRequest};
+use crate::package_source::PackageInfo;
 use crate::plan::{Override, PackageContent};
 use crate::pre_run::{check_pre_run, get_pre_run, planned, store_pre_run};
 use crate::refusal::Refusal;
@@ -109,20 +110,7 @@ pub async fn request(
     if let Some(id) = first(use_.as_ref(), state.store.as_ref()).await? {
         return get(state, caller, &id).await;
     }
-    let info = info(state, credentials, &req.package_id).await?;
-    state.require(caller, &info.source_environment, Permission::PromotionRequest).await?;
-    if req.package_version > info.version {
-        return Err(PromotionError::VersionNotFound { package_id: info.id, version: req.package_version });
-    }
-    if info.organization != target.organization {
-        return Err(InstallError::CrossOrganization.into());
-    }
-    if info.source_environment == target.id {
-        return Err(PromotionError::SameEnvironment(target.id.clone()));
-    }
-    if !installable(info.status, target.kind) {
-        return Err(InstallError::NotInstallable { status: info.status.as_str(), kind: target.kind }.into());
-    }
+    let info = requestable(state, caller, credentials, target, &req).await?;
     let version = if req.package_version == 0 { info.version } else { req.package_version };
     let carried = if req.pre_run_id.is_empty() {
         Carried::ToPlan(content(state, credentials, &info.id, version).await?)
@@ -165,16 +153,30 @@ pub async fn request(
         pre_run_id,
         installation_status: None,
     };
-    if let Some(u) = &use_ {
-        write.record(u.record(&record.id));
-    }
     let event =
         event(caller, &record, "PROMOTION_REQUESTED", &req.request_id).detail("pre_run_id", record.pre_run_id.clone());
-    write.record(Record::audit(event));
-    write.record(Record::Promotion(Box::new(record.clone())));
-    tx.commit(write).await?;
-    log_step(&record, "promotion requested");
+    commit_step(tx, write, use_.as_ref(), event, &record, "promotion requested").await?;
     Ok(record)
+}
+
+/// Commits one step of a request's life under the target's lock `tx`: `write`, the request
+/// `r` as it now is, its audit event and the request id's use; then logs the step.
+async fn commit_step(
+    tx: Box<dyn EnvTransaction>,
+    mut write: EnvWrite,
+    use_: Option<&RequestUse>,
+    event: AuditEvent,
+    r: &PromotionRecord,
+    step: &str,
+) -> Result<(), PromotionError> {
+    if let Some(u) = use_ {
+        write.record(u.record(&r.id));
+    }
+    write.record(Record::audit(event));
+    write.record(Record::Promotion(Box::new(r.clone())));
+    tx.commit(write).await?;
+    log_step(r, step);
+    Ok(())
 }
 
 /// The info-level line of one step in a request's life.
@@ -188,6 +190,31 @@ fn log_step(r: &PromotionRecord, step: &str) {
         installation = %r.installation_id,
         "{step}"
     );
+}
+
+/// The package, if the caller may ask for it to go into `target` and it may go there.
+async fn requestable(
+    state: &State,
+    caller: &Identity,
+    credentials: &Credentials,
+    target: &EnvironmentInfo,
+    req: &Request,
+) -> Result<PackageInfo, PromotionError> {
+    let info = info(state, credentials, &req.package_id).await?;
+    state.require(caller, &info.source_environment, Permission::PromotionRequest).await?;
+    if req.package_version > info.version {
+        return Err(PromotionError::VersionNotFound { package_id: info.id, version: req.package_version });
+    }
+    if info.organization != target.organization {
+        return Err(InstallError::CrossOrganization.into());
+    }
+    if info.source_environment == target.id {
+        return Err(PromotionError::SameEnvironment(target.id.clone()));
+    }
+    if !installable(info.status, target.kind) {
+        return Err(InstallError::NotInstallable { status: info.status.as_str(), kind: target.kind }.into());
+    }
+    Ok(info)
 }
 
 fn event(caller: &Identity, r: &PromotionRecord, action: &str, request_id: &str) -> AuditEvent {
@@ -325,7 +352,7 @@ async fn install_carried(
     use_: Option<RequestUse>,
 ) -> Result<Result<InstallationRecord, InstallError>, PromotionError> {
     let target = state.directory.get(&r.target_environment).ok_or_else(|| PromotionError::NotFound(r.id.clone()))?;
-    if let Err(e) = carried_plan(r, d.replan) {
+    if let Err(e) = has_plan(r, d.replan) {
         return Ok(Err(e));
     }
     let pre_run_id = if d.replan { String::new() } else { r.pre_run_id.clone() };
@@ -356,7 +383,7 @@ async fn install_carried(
 }
 
 /// A request stored before requests carried a pre-run has no reviewed plan to install.
-fn carried_plan(r: &PromotionRecord, replan: bool) -> Result<(), InstallError> {
+fn has_plan(r: &PromotionRecord, replan: bool) -> Result<(), InstallError> {
     if !replan && r.pre_run_id.is_empty() {
         return Err(InstallError::PreRunStale(vec![format!("promotion request {} carries no pre-run", r.id)]));
     }
@@ -396,16 +423,9 @@ pub async fn attach(state: &State, caller: &Identity, id: &str, a: Attach) -> Re
     let mut r = pending_for_decision(state, caller, id).await?;
     r.pre_run_id = pre_run.id;
     r.update_time = Utc::now();
-    let mut write = EnvWrite::default();
-    if let Some(u) = &use_ {
-        write.record(u.record(&r.id));
-    }
     let event =
         event(caller, &r, "PROMOTION_PRE_RUN_ATTACHED", &a.request_id).detail("pre_run_id", r.pre_run_id.clone());
-    write.record(Record::audit(event));
-    write.record(Record::Promotion(Box::new(r.clone())));
-    tx.commit(write).await?;
-    log_step(&r, "pre-run attached to promotion request");
+    commit_step(tx, EnvWrite::default(), use_.as_ref(), event, &r, "pre-run attached to promotion request").await?;
     Ok(r)
 }
 
@@ -517,14 +537,11 @@ pub async fn close(
     r.decided_by = caller.subject.clone();
     r.decision_comment = comment;
     r.update_time = Utc::now();
-    let mut write = EnvWrite::default();
-    if let Some(u) = &use_ {
-        write.record(u.record(&r.id));
-    }
-    let action = if cancel { "PROMOTION_CANCELLED" } else { "PROMOTION_REJECTED" };
-    write.record(Record::audit(event(caller, &r, action, request_id)));
-    write.record(Record::Promotion(Box::new(r.clone())));
-    tx.commit(write).await?;
-    log_step(&r, if cancel { "promotion cancelled" } else { "promotion rejected" });
+    let (action, step) = if cancel {
+        ("PROMOTION_CANCELLED", "promotion cancelled")
+    } else {
+        ("PROMOTION_REJECTED", "promotion rejected")
+    };
+    commit_step(tx, EnvWrite::default(), use_.as_ref(), event(caller, &r, action, request_id), &r, step).await?;
     Ok(r)
 }
