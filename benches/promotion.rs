@@ -246,7 +246,7 @@ fn sled_baseline(objects: &[pb::ConfigObject], runs: usize) -> Stats {
     let domain: Vec<(Vec<u8>, Vec<u8>)> = objects
         .iter()
         .map(|o| {
-            let o: promotion_core::objects::ConfigObject = o.clone().into();
+            let o = promotion_core::objects::ConfigObject::try_from(o.clone()).expect("generated objects are finite");
             (format!("O{}\0{}", o.obj_code, o.id).into_bytes(), serde_json::to_vec(&o).unwrap())
         })
         .collect();
@@ -409,6 +409,7 @@ async fn run() {
                 pb::UpdatePackageRequest {
                     package: Some(publish),
                     update_mask: Some(prost_types::FieldMask { paths: vec!["status".into()] }),
+                    request_id: String::new(),
                 },
                 &token,
             ))

@@ -75,6 +75,7 @@ async fn preview_package(alice: &mut Clients) -> pb::Package {
     let req = pb::UpdatePackageRequest {
         package: Some(pb::Package { status: pb::PackageStatus::Preview as i32, ..package }),
         update_mask: Some(prost_types::FieldMask { paths: vec!["status".into()] }),
+        request_id: String::new(),
     };
     alice.packages.update_package(req).await.expect("preview the package").into_inner()
 }

@@ -282,6 +282,7 @@ async fn fixture(dev: &DevServices) -> Fixture {
     let req = pb::UpdatePackageRequest {
         package: Some(package),
         update_mask: Some(prost_types::FieldMask { paths: vec!["status".into()] }),
+        request_id: String::new(),
     };
     alice.packages.update_package(req).await.expect("preview the fixture package");
     let req =
@@ -378,11 +379,12 @@ async fn call(rpc: Rpc, host: Host, who: Who, c: &mut Clients, f: &Fixture) -> R
                     ..Default::default()
                 }),
                 update_mask: Some(prost_types::FieldMask { paths: vec!["description".into()] }),
+                request_id: String::new(),
             };
             vec![c.packages.update_package(req).await?.into_inner().organization]
         }
         Rpc::DeletePackage => {
-            let req = pb::DeletePackageRequest { id: p.id.clone(), etag: p.etag.clone() };
+            let req = pb::DeletePackageRequest { id: p.id.clone(), etag: p.etag.clone(), request_id: String::new() };
             c.packages.delete_package(req).await?;
             none()
         }
@@ -397,6 +399,7 @@ async fn call(rpc: Rpc, host: Host, who: Who, c: &mut Clients, f: &Fixture) -> R
                 package_version: p.version,
                 installation_id: uuid::Uuid::now_v7().to_string(),
                 destination_environment: if who == Who::GlobexInternal { "globex-prod" } else { "qa" }.into(),
+                request_id: String::new(),
             };
             c.packages.record_installation(req).await?;
             none()

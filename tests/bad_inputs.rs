@@ -693,7 +693,11 @@ async fn bad_inputs_get_their_documented_code_and_write_nothing() {
     );
     row!(
         "DeletePackage unknown",
-        c.packages.delete_package(pb::DeletePackageRequest { id: UNKNOWN_UUID.into(), etag: String::new() }),
+        c.packages.delete_package(pb::DeletePackageRequest {
+            id: UNKNOWN_UUID.into(),
+            etag: String::new(),
+            request_id: String::new()
+        }),
         Code::NotFound,
         "PACKAGE_NOT_FOUND"
     );

@@ -64,7 +64,8 @@ async fn update_package(c: &mut Clients, id: &str, path: &str, set: impl Fn(&mut
         let current = get_package(c, id).await;
         let mut package = pb::Package { id: id.into(), etag: current.etag.clone(), ..Default::default() };
         set(&mut package);
-        let req = pb::UpdatePackageRequest { package: Some(package), update_mask: mask(path) };
+        let req =
+            pb::UpdatePackageRequest { package: Some(package), update_mask: mask(path), request_id: String::new() };
         match c.packages.update_package(req).await {
             Ok(updated) => return updated.into_inner(),
             Err(s) if s.code() == Code::Aborted => continue,

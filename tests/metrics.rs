@@ -195,7 +195,7 @@ async fn preview_package(admin: &mut Clients) -> pb::Package {
         ..Default::default()
     };
     let mask = prost_types::FieldMask { paths: vec!["status".into()] };
-    let req = pb::UpdatePackageRequest { package: Some(package), update_mask: Some(mask) };
+    let req = pb::UpdatePackageRequest { package: Some(package), update_mask: Some(mask), request_id: String::new() };
     admin.packages.update_package(req).await.unwrap().into_inner()
 }
 

@@ -149,7 +149,8 @@ async fn a_ten_thousand_object_package_streams_in_messages_under_one_mib_and_sur
             ..Default::default()
         };
         let mask = prost_types::FieldMask { paths: vec!["object_collections".into()] };
-        let update = pb::UpdatePackageRequest { package: Some(change), update_mask: Some(mask) };
+        let update =
+            pb::UpdatePackageRequest { package: Some(change), update_mask: Some(mask), request_id: String::new() };
         alice.packages.update_package(update).await.unwrap();
         let done = settled(&mut alice.packages, id).await;
         assert_eq!((done.status, done.digest.as_str()), (pb::PackageStatus::Building as i32, package.digest.as_str()));

@@ -114,7 +114,11 @@ async fn set_status(client: &mut Packages, p: &pb::Package, to: pb::PackageStatu
     let package = pb::Package { id: p.id.clone(), etag: p.etag.clone(), status: to as i32, ..Default::default() };
     let mask = prost_types::FieldMask { paths: vec!["status".into()] };
     client
-        .update_package(pb::UpdatePackageRequest { package: Some(package), update_mask: Some(mask) })
+        .update_package(pb::UpdatePackageRequest {
+            package: Some(package),
+            update_mask: Some(mask),
+            request_id: String::new(),
+        })
         .await
         .map(|r| r.into_inner())
 }
@@ -231,7 +235,8 @@ async fn re_extraction_adds_a_version_and_earlier_versions_stay_byte_for_byte() 
         ..Default::default()
     };
     let mask = prost_types::FieldMask { paths: vec!["object_collections".into()] };
-    let update = pb::UpdatePackageRequest { package: Some(package), update_mask: Some(mask) };
+    let update =
+        pb::UpdatePackageRequest { package: Some(package), update_mask: Some(mask), request_id: String::new() };
     let extracting = alice.packages.update_package(update).await.unwrap().into_inner();
     assert_eq!((extracting.status, extracting.version), (pb::PackageStatus::Extracting as i32, 1));
     let v2 = settled(&mut alice.packages, &v1.id).await;
@@ -396,7 +401,11 @@ async fn a_missing_root_fails_the_extraction_naming_it() {
     let mask = prost_types::FieldMask { paths: vec!["object_collections".into()] };
     alice
         .packages
-        .update_package(pb::UpdatePackageRequest { package: Some(package), update_mask: Some(mask) })
+        .update_package(pb::UpdatePackageRequest {
+            package: Some(package),
+            update_mask: Some(mask),
+            request_id: String::new(),
+        })
         .await
         .unwrap();
     let fixed = settled(&mut alice.packages, &failed.id).await;
@@ -417,6 +426,7 @@ async fn installations_are_counted_once_per_installation_id() {
         package_version: 1,
         installation_id: installation.into(),
         destination_environment: env.into(),
+        request_id: String::new(),
     };
     let first = service.packages.record_installation(report("inst-1", "qa")).await.unwrap().into_inner();
     assert!(first.newly_recorded);
@@ -443,6 +453,7 @@ async fn installations_are_counted_once_per_installation_id() {
         package_version: 1,
         installation_id: "inst-g".into(),
         destination_environment: "globex-prod".into(),
+        request_id: String::new(),
     };
     assert!(service.packages.record_installation(to_globex.clone()).await.unwrap().into_inner().newly_recorded);
     let across = pb::RecordInstallationRequest {
@@ -477,13 +488,18 @@ async fn watching_streams_the_package_then_every_change_until_deleted() {
         package_version: 1,
         installation_id: "watched-install".into(),
         destination_environment: "qa".into(),
+        request_id: String::new(),
     };
     service.packages.record_installation(report).await.unwrap();
     let counted = tokio::time::timeout(Duration::from_secs(20), stream.message()).await.unwrap().unwrap().unwrap();
     assert_eq!(counted.installation_counts.get("qa"), Some(&1));
     alice
         .packages
-        .delete_package(pb::DeletePackageRequest { id: p.id.clone(), etag: preview.etag.clone() })
+        .delete_package(pb::DeletePackageRequest {
+            id: p.id.clone(),
+            etag: preview.etag.clone(),
+            request_id: String::new(),
+        })
         .await
         .unwrap();
     let end = tokio::time::timeout(Duration::from_secs(20), stream.message()).await.unwrap().unwrap();
@@ -518,7 +534,7 @@ async fn bad_input_gets_its_code_and_reason_and_writes_nothing() {
         let mut package = pb::Package { id: p.id.clone(), etag: p.etag.clone(), ..p.clone() };
         f(&mut package);
         let mask = prost_types::FieldMask { paths: paths.iter().map(|s| s.to_string()).collect() };
-        pb::UpdatePackageRequest { package: Some(package), update_mask: Some(mask) }
+        pb::UpdatePackageRequest { package: Some(package), update_mask: Some(mask), request_id: String::new() }
     };
     let list = |f: &dyn Fn(&mut pb::ListPackagesRequest)| {
         let mut req = pb::ListPackagesRequest::default();
@@ -707,6 +723,7 @@ async fn bad_input_gets_its_code_and_reason_and_writes_nothing() {
                         ..Default::default()
                     }),
                     update_mask: Some(prost_types::FieldMask { paths: vec!["object_collections".into()] }),
+                    request_id: String::new(),
                 })
                 .await),
             Code::FailedPrecondition,
@@ -782,7 +799,11 @@ async fn bad_input_gets_its_code_and_reason_and_writes_nothing() {
             "delete with a stale etag",
             ok(alice
                 .packages
-                .delete_package(pb::DeletePackageRequest { id: p.id.clone(), etag: "stale".into() })
+                .delete_package(pb::DeletePackageRequest {
+                    id: p.id.clone(),
+                    etag: "stale".into(),
+                    request_id: String::new(),
+                })
                 .await),
             Code::Aborted,
             "ETAG_MISMATCH",
@@ -791,14 +812,25 @@ async fn bad_input_gets_its_code_and_reason_and_writes_nothing() {
             "viewer deleting",
             ok(victor
                 .packages
-                .delete_package(pb::DeletePackageRequest { id: p.id.clone(), etag: String::new() })
+                .delete_package(pb::DeletePackageRequest {
+                    id: p.id.clone(),
+                    etag: String::new(),
+                    request_id: String::new(),
+                })
                 .await),
             Code::PermissionDenied,
             "PERMISSION_DENIED",
         ),
         (
             "another organization deleting",
-            ok(gina.packages.delete_package(pb::DeletePackageRequest { id: p.id.clone(), etag: String::new() }).await),
+            ok(gina
+                .packages
+                .delete_package(pb::DeletePackageRequest {
+                    id: p.id.clone(),
+                    etag: String::new(),
+                    request_id: String::new(),
+                })
+                .await),
             Code::NotFound,
             "PACKAGE_NOT_FOUND",
         ),
@@ -811,6 +843,7 @@ async fn bad_input_gets_its_code_and_reason_and_writes_nothing() {
                     package_version: 1,
                     installation_id: "i".into(),
                     destination_environment: "qa".into(),
+                    request_id: String::new(),
                 })
                 .await),
             Code::PermissionDenied,

@@ -190,6 +190,7 @@ async fn update(c: &mut Clients, mut changed: pb::Package, paths: &[&str]) -> pb
     let req = pb::UpdatePackageRequest {
         package: Some(changed),
         update_mask: Some(prost_types::FieldMask { paths: paths.iter().map(|p| p.to_string()).collect() }),
+        request_id: String::new(),
     };
     c.packages.update_package(req).await.expect("update the package").into_inner()
 }

@@ -96,6 +96,7 @@ async fn preview_package(c: &mut Clients, tmpl: &str) -> String {
         .update_package(pb::UpdatePackageRequest {
             package: Some(preview),
             update_mask: Some(prost_types::FieldMask { paths: vec!["status".into()] }),
+            request_id: String::new(),
         })
         .await
         .unwrap();

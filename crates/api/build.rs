@@ -28,6 +28,8 @@ fn main() -> Result<(), Box<dyn Error>> {
         // GetPackage. Every RPC of the real services is implemented: the authorization
         // matrix test calls each one the descriptor set lists and would see UNIMPLEMENTED.
         .generate_default_stubs(true)
+        // Decoding failures become INVALID_ARGUMENT with a reason, not INTERNAL.
+        .codec_path("crate::codec::Codec")
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -183,6 +183,7 @@ impl tonic::service::Interceptor for Bearer {
 
 pub type Authed = InterceptedService<Channel, Bearer>;
 
+#[derive(Clone)]
 pub struct Clients {
     pub auth: pb::auth_service_client::AuthServiceClient<Authed>,
     pub packages: pb::package_service_client::PackageServiceClient<Authed>,

@@ -7,6 +7,11 @@ use serde_json::{Map, Number, Value as Json};
 use crate::v1 as pb;
 use promotion_core::objects::{ConfigObject, EntityRef, ExternalReference, ObjectCollection, ObjectKey, Reference};
 
+/// Bytes a message takes as an item of a repeated field (what a list page spends on it).
+pub fn item_len(m: &impl prost::Message) -> usize {
+    promotion_core::wire::repeated_item_len(m.encoded_len())
+}
+
 pub fn json_to_value(json: &Json) -> Value {
     let kind = match json {
         Json::Null => Kind::NullValue(0),
@@ -36,8 +41,43 @@ pub fn value_to_json(value: &Value) -> Json {
     }
 }
 
+/// For display only: a non-finite number (which JSON cannot hold) shows as null. What is
+/// stored goes through [`try_struct_to_map`].
 pub fn struct_to_map(s: &Struct) -> Map<String, Json> {
     s.fields.iter().map(|(k, v)| (k.clone(), value_to_json(v))).collect()
+}
+
+/// A field value protobuf can carry and JSON cannot: NaN or an infinity, at `path`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NonFinite {
+    pub path: String,
+}
+
+impl std::fmt::Display for NonFinite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} is NaN or infinite; field values are finite numbers", self.path)
+    }
+}
+
+/// `s` as field values, refusing non-finite numbers rather than storing them as null.
+/// Recursion is bounded by the decoder, which nests no message more than 100 deep.
+pub fn try_struct_to_map(s: &Struct, path: &str) -> Result<Map<String, Json>, NonFinite> {
+    s.fields.iter().map(|(k, v)| Ok((k.clone(), try_value_to_json(v, &format!("{path}.{k}"))?))).collect()
+}
+
+fn try_value_to_json(value: &Value, path: &str) -> Result<Json, NonFinite> {
+    Ok(match &value.kind {
+        Some(Kind::NumberValue(n)) if !n.is_finite() => return Err(NonFinite { path: path.to_string() }),
+        Some(Kind::ListValue(list)) => Json::Array(
+            list.values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| try_value_to_json(v, &format!("{path}[{i}]")))
+                .collect::<Result<_, _>>()?,
+        ),
+        Some(Kind::StructValue(s)) => Json::Object(try_struct_to_map(s, path)?),
+        _ => value_to_json(value),
+    })
 }
 
 pub fn timestamp(t: DateTime<Utc>) -> Timestamp {
@@ -88,14 +128,21 @@ impl From<&ConfigObject> for pb::ConfigObject {
     }
 }
 
-/// Shape-only conversion: catalog rules are checked by the domain, not here.
-impl From<pb::ConfigObject> for ConfigObject {
-    fn from(o: pb::ConfigObject) -> Self {
-        ConfigObject {
+/// Shape-only conversion: catalog rules are checked by the domain, not here; only what
+/// the domain's types cannot hold (a non-finite number) is refused.
+impl TryFrom<pb::ConfigObject> for ConfigObject {
+    type Error = NonFinite;
+
+    fn try_from(o: pb::ConfigObject) -> Result<Self, NonFinite> {
+        let fields = match &o.fields {
+            Some(s) => try_struct_to_map(s, "fields")?,
+            None => Map::new(),
+        };
+        Ok(ConfigObject {
             obj_code: o.obj_code,
             id: o.id,
             name: o.name,
-            fields: o.fields.as_ref().map(struct_to_map).unwrap_or_default(),
+            fields,
             parent: o.parent.filter(|p| !p.id.is_empty() || !p.obj_code.is_empty()).map(Into::into),
             references: o
                 .references
@@ -104,8 +151,17 @@ impl From<pb::ConfigObject> for ConfigObject {
                 .collect(),
             revision: o.revision,
             update_time: o.update_time.as_ref().and_then(from_timestamp),
-        }
+        })
     }
+}
+
+/// Objects of a message, refused at the first non-finite number with its position.
+pub fn objects_from_proto(objects: Vec<pb::ConfigObject>, field: &str) -> Result<Vec<ConfigObject>, NonFinite> {
+    objects
+        .into_iter()
+        .enumerate()
+        .map(|(i, o)| ConfigObject::try_from(o).map_err(|e| NonFinite { path: format!("{field}[{i}].{}", e.path) }))
+        .collect()
 }
 
 impl From<&ExternalReference> for pb::ExternalReference {
@@ -167,6 +223,16 @@ mod tests {
             revision: 7,
             update_time: Some(Utc.timestamp_opt(1_700_000_000, 5).unwrap()),
         };
-        assert_eq!(ConfigObject::from(pb::ConfigObject::from(&o)), o);
+        assert_eq!(ConfigObject::try_from(pb::ConfigObject::from(&o)).unwrap(), o);
+    }
+
+    #[test]
+    fn non_finite_numbers_are_refused_not_nulled() {
+        let nan = Value { kind: Some(Kind::NumberValue(f64::NAN)) };
+        let list = Value { kind: Some(Kind::ListValue(ListValue { values: vec![nan] })) };
+        let fields = Struct { fields: [("a".to_string(), list)].into_iter().collect() };
+        let o = pb::ConfigObject { fields: Some(fields), ..Default::default() };
+        let err = objects_from_proto(vec![o], "objects").unwrap_err();
+        assert_eq!(err.path, "objects[0].fields.a[0]");
     }
 }

@@ -71,9 +71,37 @@ pub fn status(
     with_metadata(code, reason, message, metadata)
 }
 
+/// Statuses travel in HTTP/2 headers, which clients cap at 8-16 KB: no message or
+/// metadata value is longer than this, whatever an error carries.
+pub const MAX_DETAIL_CHARS: usize = 1024;
+/// How many items an error lists; its metadata says how many there were in all.
+pub const MAX_LISTED: usize = 20;
+
 fn with_metadata(code: Code, reason: &str, message: impl Into<String>, metadata: HashMap<String, String>) -> Status {
+    let metadata: HashMap<String, String> = metadata.into_iter().map(|(k, v)| (k, bounded(v))).collect();
     let details = ErrorDetails::with_error_info(reason, ERROR_DOMAIN, metadata);
-    Status::with_error_details(code, message, details)
+    Status::with_error_details(code, bounded(message.into()), details)
+}
+
+/// `s`, cut at [`MAX_DETAIL_CHARS`] characters.
+pub fn bounded(s: String) -> String {
+    if s.chars().count() <= MAX_DETAIL_CHARS {
+        return s;
+    }
+    let mut cut: String = s.chars().take(MAX_DETAIL_CHARS - 1).collect();
+    cut.push('…');
+    cut
+}
+
+/// The first [`MAX_LISTED`] of `items`, joined, and how many there are: what an error
+/// naming many objects or entries carries.
+pub fn listed(items: &[String]) -> (String, String) {
+    let shown: Vec<&str> = items.iter().take(MAX_LISTED).map(String::as_str).collect();
+    let mut joined = shown.join("; ");
+    if items.len() > MAX_LISTED {
+        joined.push_str(&format!("; and {} more", items.len() - MAX_LISTED));
+    }
+    (joined, items.len().to_string())
 }
 
 /// The reason of a status built by [`status`], for tests and clients.
@@ -89,6 +117,12 @@ pub fn metadata_of(status: &Status) -> HashMap<String, String> {
 /// INVALID_ARGUMENT naming a missing or malformed request field.
 pub fn bad_field(reason: &str, field: &str, message: impl Into<String>) -> Status {
     status(Code::InvalidArgument, reason, message, [("field", field.to_string())])
+}
+
+/// INVALID_ARGUMENT `INVALID_FIELD_VALUE` for a number JSON cannot hold.
+pub fn non_finite(e: crate::convert::NonFinite) -> Status {
+    let message = e.to_string();
+    bad_field("INVALID_FIELD_VALUE", &e.path, message)
 }
 
 pub fn access(e: AccessError) -> Status {

@@ -80,7 +80,10 @@ impl Catalog {
                     return Err(Invalid::new(
                         "INVALID_ID",
                         format!("object_collections[{i}].entities[{j}].id"),
-                        format!("id {:?} is not 32 lowercase hex characters", e.id),
+                        format!(
+                            "id {:?} is not 32 lowercase hex characters",
+                            e.id.chars().take(80).collect::<String>()
+                        ),
                     ));
                 }
             }

@@ -117,6 +117,13 @@ pub struct Limits {
     pub pre_run_ttl_seconds: i64,
     /// Bound on each streamed chunk (definition, export).
     pub stream_chunk_bytes: usize,
+    /// Bound on one package definition (the encoded size of all its items), checked
+    /// before it is stored.
+    pub max_definition_bytes: usize,
+}
+
+fn default_max_definition_bytes() -> usize {
+    1024 * 1024 * 1024
 }
 
 impl Default for Limits {
@@ -129,6 +136,7 @@ impl Default for Limits {
             max_package_objects: 200_000,
             pre_run_ttl_seconds: 24 * 3600,
             stream_chunk_bytes: 512 * 1024,
+            max_definition_bytes: default_max_definition_bytes(),
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod secrets;
 pub mod tokens;
 pub mod trace;
 pub mod upstream;
+pub mod validate;
 pub mod wire;
 
 pub use code::Code;

@@ -2,9 +2,12 @@
 //! before-images of one installation, all as one atomic store write.
 use std::collections::{HashMap, HashSet};
 
+use crate::environments::check_parent_cycles;
 use crate::plan::{diff, translate, Action, Collision, Entry, PackageContent, Plan};
+use promotion_core::catalog::Catalog;
 use promotion_core::objects::{ConfigObject, ObjectKey};
 use promotion_core::records::{EntryStatus, HistoryEntry, Undo, UndoObject};
+use promotion_core::validate;
 use promotion_store::installation::{EnvWrite, Record};
 use promotion_store::{InstallationStore, StoreError};
 
@@ -16,9 +19,11 @@ pub struct Applied {
 
 /// Builds the atomic write for `plan`. `revision` is the destination revision the write
 /// will produce (writes are serialised, so it is the current one + 1).
+#[allow(clippy::too_many_arguments)]
 pub async fn build(
     store: &dyn InstallationStore,
     dest: &str,
+    catalog: &Catalog,
     content: &PackageContent,
     plan: &Plan,
     prune_children: bool,
@@ -39,7 +44,14 @@ pub async fn build(
             Action::UseExisting => EntryStatus::Registered,
             _ => {
                 let name = if e.action == Action::CreateWithAltName { &e.alt_name } else { &e.name };
-                match translate(source, &e.target_id, name, &targets) {
+                let written = translate(source, &e.target_id, name, &targets).and_then(|object| {
+                    // What an installation writes obeys what PutObjects enforces, whatever
+                    // the package or the caller's alternative name holds.
+                    validate::object(catalog, &object, "object")
+                        .map(|()| object)
+                        .map_err(|v| format!("{}: {v}", v.reason()))
+                });
+                match written {
                     Ok(object) => {
                         let before = store.get(dest, &ObjectKey::new(&e.obj_code, &e.target_id)).await?;
                         undo.objects.push(UndoObject { key: object.key(), before, pruned: false });
@@ -68,6 +80,11 @@ pub async fn build(
                 changes.record(Record::HistoryPut { env: dest.to_string(), entry: h.clone() });
                 undo.history.push((before, h));
             }
+        }
+    }
+    if failures.is_empty() {
+        if let Err(e) = check_parent_cycles(store, dest, &changes.upserts).await {
+            failures.push(format!("{e}"));
         }
     }
     if !failures.is_empty() {
@@ -137,6 +154,7 @@ async fn prune(
     let kept_targets: HashSet<&str> = plan.entries.iter().map(|e| e.target_id.as_str()).collect();
     // Every existing target the package maps onto, not only overwritten ones: deleting a
     // task at the source leaves its template's own fields unchanged (USEEXISTING).
+    let mut seen: HashSet<String> = HashSet::new();
     let mut queue: Vec<String> = plan
         .entries
         .iter()
@@ -144,8 +162,12 @@ async fn prune(
         .map(|e| e.target_id.clone())
         .collect();
     while let Some(parent) = queue.pop() {
+        // Each object once, whatever shape the destination holds.
+        if !seen.insert(parent.clone()) {
+            continue;
+        }
         for child in store.children(dest, &parent).await? {
-            if kept_targets.contains(child.id.as_str()) {
+            if kept_targets.contains(child.id.as_str()) || seen.contains(&child.id) {
                 continue;
             }
             let Some(h) = store.history_by_target(dest, &child.id).await? else { continue };
@@ -182,6 +204,16 @@ pub async fn modified_since(
         }
     }
     Ok(modified)
+}
+
+/// Before-images a rollback would restore that today's rules refuse (written before a
+/// rule existed): a rollback never brings such an object back.
+pub fn invalid_restores(catalog: &Catalog, write: &EnvWrite) -> Vec<String> {
+    write
+        .restores
+        .iter()
+        .filter_map(|o| validate::object(catalog, o, "restore").err().map(|v| format!("{} ({})", o.key(), v.reason())))
+        .collect()
 }
 
 /// The write that restores the before-images and history of an installation.

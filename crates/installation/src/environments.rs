@@ -1,17 +1,18 @@
 //! The configuration registry's rules: validating and applying object batches, deleting
 //! with children and referrers, and computing the export closure of package roots.
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use promotion_core::audit::AuditEvent;
 use promotion_core::catalog::Catalog;
 use promotion_core::directory::EnvironmentInfo;
 use promotion_core::identity::Identity;
-use promotion_core::objects::{
-    is_valid_obj_code, is_valid_object_id, new_object_id, ConfigObject, ExternalReference, ObjectCollection, ObjectKey,
-};
+use promotion_core::objects::{new_object_id, ConfigObject, ExternalReference, ObjectCollection, ObjectKey};
+use promotion_core::validate::{self, Violation};
 use promotion_store::installation::{Committed, EnvWrite, Record};
 use promotion_store::{InstallationStore, StoreError};
 
+use crate::error::InstallError;
+use crate::idempotency::RequestUse;
 use crate::refusal::Refusal;
 use crate::state::{State, SERVICE_NAME};
 
@@ -32,7 +33,9 @@ pub enum EnvError {
         objects: Vec<String>,
         message: String,
     },
+    /// Over a documented limit (RESOURCE_EXHAUSTED `LIMIT_EXCEEDED` naming it).
     TooLarge {
+        limit: &'static str,
         field: String,
         message: String,
     },
@@ -43,6 +46,15 @@ pub enum EnvError {
 impl From<Refusal> for EnvError {
     fn from(e: Refusal) -> Self {
         EnvError::Refused(e)
+    }
+}
+
+impl From<Violation> for EnvError {
+    fn from(v: Violation) -> Self {
+        match v {
+            Violation::Invalid { reason, field, message } => EnvError::Invalid { reason, field, message },
+            Violation::TooLarge { limit, field, message, .. } => EnvError::TooLarge { limit, field, message },
+        }
     }
 }
 
@@ -74,14 +86,13 @@ fn conflict(reason: &'static str, objects: Vec<String>, message: impl Into<Strin
     EnvError::Conflict { reason, objects, message: message.into() }
 }
 
-pub const MAX_NAME_CHARS: usize = 255;
-
 /// The reason of a PutObjects refused because an object changed since the caller read it;
 /// mapped to ABORTED (a concurrency failure, not a state the caller can fix in place).
 pub const REVISION_MISMATCH: &str = "REVISION_MISMATCH";
 
 /// PutObjects: validates the batch under the environment's lock and writes it, with its
-/// audit event, in one atomic step.
+/// audit event, in one atomic step. A retry with the same request id and body answers what
+/// the first call answered.
 pub async fn put_objects(
     state: &State,
     caller: &Identity,
@@ -92,15 +103,44 @@ pub async fn put_objects(
 ) -> Result<Committed, EnvError> {
     let max = state.config.limits.max_objects_per_put;
     if objects.len() > max {
-        return Err(EnvError::TooLarge { field: "objects".into(), message: format!("at most {max} objects per call") });
+        return Err(EnvError::TooLarge {
+            limit: "max_objects_per_put",
+            field: "objects".into(),
+            message: format!("at most {max} objects per call"),
+        });
     }
+    let mut expected: Vec<(&String, &u64)> = expected_revisions.iter().collect();
+    expected.sort();
+    let request = RequestUse::new(caller, request_id, "PutObjects", &(&info.id, &objects, expected));
     let tx = state.store.lock(&info.id).await?;
+    if let Some((revision, keys)) = first_response::<(u64, Vec<ObjectKey>)>(state, request.as_ref()).await? {
+        drop(tx);
+        return Ok(Committed { revision, objects: current(state.store.as_ref(), &info.id, &keys).await? });
+    }
     let mut write = plan_put(state.store.as_ref(), &info.id, &info.catalog, objects, expected_revisions).await?;
     let event = AuditEvent::new(SERVICE_NAME, caller, &info.id, "OBJECTS_PUT", ("environment", &info.id))
         .request_id(request_id)
         .detail("count", write.upserts.len() as u64);
     write.record(Record::audit(event));
+    if let Some(r) = &request {
+        // The keys (generated ids included) and the revision, in the same atomic step: a
+        // retry never writes the batch twice.
+        let revision = state.store.env_state(&info.id).await?.revision + 1;
+        let keys: Vec<ObjectKey> = write.upserts.iter().map(ConfigObject::key).collect();
+        let response = serde_json::to_value((revision, keys)).expect("keys serialise");
+        write.record(r.record_response(&info.id, response));
+    }
     Ok(tx.commit(write).await?)
+}
+
+/// The objects a first PutObjects wrote, as they are now (exactly its response unless a
+/// later write changed them).
+async fn current(store: &dyn InstallationStore, env: &str, keys: &[ObjectKey]) -> Result<Vec<ConfigObject>, EnvError> {
+    let mut objects = Vec::with_capacity(keys.len());
+    for k in keys {
+        objects.extend(store.get(env, k).await?);
+    }
+    Ok(objects)
 }
 
 /// DeleteObject: the object and (with cascade) what it owns, dropping references to them.
@@ -112,7 +152,11 @@ pub async fn delete_object(
     cascade: bool,
     request_id: &str,
 ) -> Result<(Vec<ObjectKey>, u64), EnvError> {
+    let request = RequestUse::new(caller, request_id, "DeleteObject", &(&info.id, key, cascade));
     let tx = state.store.lock(&info.id).await?;
+    if let Some(first) = first_response::<(Vec<ObjectKey>, u64)>(state, request.as_ref()).await? {
+        return Ok(first);
+    }
     let mut write = plan_delete(state.store.as_ref(), &info.id, key, cascade).await?;
     let deleted = write.deletes.clone();
     let event = AuditEvent::new(SERVICE_NAME, caller, &info.id, "OBJECT_DELETED", (&key.obj_code, &key.id))
@@ -120,8 +164,31 @@ pub async fn delete_object(
         .detail("deleted", deleted.len() as u64)
         .detail("cascade", cascade);
     write.record(Record::audit(event));
+    if let Some(r) = &request {
+        let revision = state.store.env_state(&info.id).await?.revision + 1;
+        let response = serde_json::to_value((&deleted, revision)).expect("keys serialise");
+        write.record(r.record_response(&info.id, response));
+    }
     let committed = tx.commit(write).await?;
     Ok((deleted, committed.revision))
+}
+
+/// The first response of a repeated request, as it was recorded.
+async fn first_response<T: serde::de::DeserializeOwned>(
+    state: &State,
+    request: Option<&RequestUse>,
+) -> Result<Option<T>, EnvError> {
+    let Some(request) = request else { return Ok(None) };
+    match request.first_record(state.store.as_ref()).await {
+        Ok(None) => Ok(None),
+        Ok(Some(record)) => {
+            let response = record.response.and_then(|r| serde_json::from_value(r).ok());
+            response.map(Some).ok_or_else(|| EnvError::Store(StoreError::corrupt("a request record lost its response")))
+        }
+        Err(InstallError::Invalid { reason, field, message }) => Err(EnvError::Invalid { reason, field, message }),
+        Err(InstallError::Store(e)) => Err(EnvError::Store(e)),
+        Err(other) => Err(EnvError::Store(StoreError::corrupt(other.to_string()))),
+    }
 }
 
 /// ExportObjects: the closure of `roots`, read under the write lock so that it is one
@@ -148,86 +215,16 @@ pub async fn plan_put(
 ) -> Result<EnvWrite, EnvError> {
     let mut batch_keys: HashMap<String, String> = HashMap::new();
     for (i, o) in objects.iter_mut().enumerate() {
-        let field = |f: &str| format!("objects[{i}].{f}");
-        let Some(t) = catalog.get(&o.obj_code) else {
-            let reason = if is_valid_obj_code(&o.obj_code) { "UNKNOWN_TYPE" } else { "INVALID_OBJ_CODE" };
-            return Err(invalid(
-                reason,
-                field("obj_code"),
-                format!("type {:?} is not in catalog {}", o.obj_code, catalog.name),
-            ));
-        };
         if o.id.is_empty() {
             o.id = new_object_id();
-        } else if !is_valid_object_id(&o.id) {
-            return Err(invalid(
-                "INVALID_ID",
-                field("id"),
-                format!("id {:?} is not 32 lowercase hex characters", o.id),
-            ));
         }
-        let name_chars = o.name.chars().count();
-        if o.name.trim().is_empty() || name_chars > MAX_NAME_CHARS || o.name.contains('\0') {
-            return Err(invalid("INVALID_NAME", field("name"), format!("name must be 1..{MAX_NAME_CHARS} characters")));
-        }
+        validate::object(catalog, o, &format!("objects[{i}]"))?;
         if batch_keys.insert(o.id.clone(), o.obj_code.clone()).is_some() {
             return Err(invalid(
                 "DUPLICATE_OBJECT",
-                field("id"),
+                format!("objects[{i}].id"),
                 format!("object {} appears twice in the batch", o.id),
             ));
-        }
-        match &o.parent {
-            None if !t.root && !t.parent_types.is_empty() => {
-                return Err(invalid(
-                    "PARENT_REQUIRED",
-                    field("parent"),
-                    format!("{} objects are owned: name a parent of type {}", o.obj_code, t.parent_types.join(" or ")),
-                ));
-            }
-            Some(p) if !t.parent_types.contains(&p.obj_code) => {
-                return Err(invalid(
-                    "INVALID_PARENT",
-                    field("parent"),
-                    format!("a {} cannot be owned by a {}", o.obj_code, p.obj_code),
-                ));
-            }
-            Some(p) if !is_valid_object_id(&p.id) || p.id == o.id => {
-                return Err(invalid(
-                    "INVALID_PARENT",
-                    field("parent.id"),
-                    format!("parent id {:?} is not valid", p.id),
-                ));
-            }
-            _ => {}
-        }
-        let mut fields_seen = BTreeSet::new();
-        for (j, r) in o.references.iter().enumerate() {
-            let rf = |f: &str| format!("objects[{i}].references[{j}].{f}");
-            if r.field.is_empty() || r.field.len() > 128 {
-                return Err(invalid("INVALID_REFERENCE", rf("field"), "reference field names are 1..128 characters"));
-            }
-            if catalog.get(&r.obj_code).is_none() {
-                return Err(invalid(
-                    "UNKNOWN_TYPE",
-                    rf("obj_code"),
-                    format!("type {:?} is not in catalog {}", r.obj_code, catalog.name),
-                ));
-            }
-            if !is_valid_object_id(&r.id) {
-                return Err(invalid(
-                    "INVALID_ID",
-                    rf("id"),
-                    format!("id {:?} is not 32 lowercase hex characters", r.id),
-                ));
-            }
-            if !fields_seen.insert((r.field.as_str(), r.id.as_str())) {
-                return Err(invalid(
-                    "DUPLICATE_REFERENCE",
-                    rf("field"),
-                    format!("reference {} -> {} appears twice", r.field, r.id),
-                ));
-            }
         }
     }
     check_expected_revisions(store, env, &batch_keys, expected_revisions).await?;
@@ -320,26 +317,54 @@ async fn exists(
     Ok(store.get(env, k).await?.is_some())
 }
 
-async fn check_parent_cycles(
+/// Refuses a batch whose ownership chains, through the batch and the environment, loop or
+/// are longer than the documented maximum.
+pub async fn check_parent_cycles(
     store: &dyn InstallationStore,
     env: &str,
     objects: &[ConfigObject],
 ) -> Result<(), EnvError> {
-    let in_batch: HashMap<&str, &ConfigObject> = objects.iter().map(|o| (o.id.as_str(), o)).collect();
-    for o in objects.iter().filter(|o| o.parent.is_some()) {
-        let mut seen = HashSet::from([o.id.clone()]);
-        let mut next = o.parent.clone();
-        while let Some(p) = next {
-            if !seen.insert(p.id.clone()) {
-                return Err(conflict("PARENT_CYCLE", vec![o.id.clone()], format!("{} would own itself", o.key())));
-            }
-            next = match in_batch.get(p.id.as_str()) {
-                Some(b) => b.parent.clone(),
-                None => store.get(env, &p).await?.and_then(|s| s.parent),
+    let outside = ancestors(store, env, objects).await?;
+    match validate::parent_cycle(objects, |k| outside.get(k).cloned()) {
+        None => Ok(()),
+        Some((key, reason)) => {
+            let message = if reason == "PARENT_CYCLE" {
+                format!("{key} would own itself")
+            } else {
+                format!("{key} would be owned more than {} levels deep", validate::MAX_PARENT_DEPTH)
             };
+            Err(conflict(reason, vec![key.to_string()], message))
         }
     }
-    Ok(())
+}
+
+/// The environment's parents of every object the batch's ownership chains reach, walked up
+/// at most [`validate::MAX_PARENT_DEPTH`] levels with a visited set.
+async fn ancestors(
+    store: &dyn InstallationStore,
+    env: &str,
+    objects: &[ConfigObject],
+) -> Result<HashMap<ObjectKey, Option<ObjectKey>>, EnvError> {
+    let in_batch: HashSet<ObjectKey> = objects.iter().map(|o| o.key()).collect();
+    let mut known: HashMap<ObjectKey, Option<ObjectKey>> = HashMap::new();
+    let mut frontier: Vec<ObjectKey> =
+        objects.iter().filter_map(|o| o.parent.clone()).filter(|p| !in_batch.contains(p)).collect();
+    for _ in 0..=validate::MAX_PARENT_DEPTH {
+        let mut next = Vec::new();
+        for k in frontier {
+            if in_batch.contains(&k) || known.contains_key(&k) {
+                continue;
+            }
+            let parent = store.get(env, &k).await?.and_then(|o| o.parent);
+            next.extend(parent.clone());
+            known.insert(k, parent);
+        }
+        if next.is_empty() {
+            break;
+        }
+        frontier = next;
+    }
+    Ok(known)
 }
 
 async fn check_unique_names(
@@ -389,6 +414,9 @@ pub async fn plan_delete(
         return Err(EnvError::ObjectNotFound(key.clone()));
     }
     let mut doomed = vec![key.clone()];
+    // Whatever shape the environment holds (a cycle written before the rules said
+    // otherwise), each object is visited once.
+    let mut seen: HashSet<ObjectKey> = HashSet::from([key.clone()]);
     let mut i = 0;
     while i < doomed.len() {
         let children = store.children(env, &doomed[i].id).await?;
@@ -397,10 +425,14 @@ pub async fn plan_delete(
             return Err(conflict(
                 "HAS_CHILDREN",
                 ids,
-                format!("{key} still owns {} objects; delete them first or set cascade", children.len()),
+                format!(
+                    "{key} still owns {} objects (ListObjects with parent_id {} lists them); delete them first or set cascade",
+                    children.len(),
+                    key.id
+                ),
             ));
         }
-        doomed.extend(children);
+        doomed.extend(children.into_iter().filter(|c| seen.insert(c.clone())));
         i += 1;
     }
     let doomed_ids: HashSet<&str> = doomed.iter().map(|k| k.id.as_str()).collect();
@@ -429,6 +461,9 @@ pub async fn plan_delete(
     }
     Ok(EnvWrite { upserts, deletes: doomed, ..Default::default() })
 }
+
+/// Warnings an export keeps.
+const MAX_WARNINGS: usize = 20;
 
 /// The closure of a package's roots, as a package carries it.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -507,6 +542,12 @@ pub async fn export(
         }
     }
     out.external_references = external.into_values().collect();
+    // Warnings travel on the package: a few and a count, whatever the roots asked for.
+    if out.warnings.len() > MAX_WARNINGS {
+        let more = out.warnings.len() - MAX_WARNINGS;
+        out.warnings.truncate(MAX_WARNINGS);
+        out.warnings.push(format!("and {more} more roots whose names differ"));
+    }
     out.install_order = catalog.install_order(out.objects.iter().map(|o| o.obj_code.as_str()));
     Ok(out)
 }
@@ -528,8 +569,9 @@ mod tests {
     use super::*;
     use crate::testing::{stores, TestStore};
     use promotion_core::catalog::{apim, workfront};
-    use promotion_core::objects::{EntityRef, Reference};
+    use promotion_core::objects::{is_valid_object_id, EntityRef, Reference};
     use serde_json::json;
+    use std::collections::BTreeSet;
 
     fn obj(code: &str, n: u32, name: &str) -> ConfigObject {
         ConfigObject {
@@ -679,6 +721,28 @@ mod tests {
             assert!(changes.upserts[0].references.is_empty(), "the task's reference is dropped");
             let changes = plan_delete(store, "dev", &tmpl.key(), true).await.unwrap();
             assert_eq!(changes.deletes, vec![tmpl.key(), task.key()]);
+        }
+    }
+
+    #[tokio::test]
+    async fn walks_end_whatever_shape_the_environment_holds() {
+        for fixture in stores() {
+            let store = fixture.store.as_ref();
+            let wf = workfront();
+            // A parent cycle written before the rules refused it.
+            let a = obj("GROUP", 1, "a");
+            let b = owned(obj("GROUP", 2, "b"), &a);
+            let a = owned(a, &b);
+            store.write("dev", EnvWrite { upserts: vec![a.clone(), b.clone()], ..Default::default() }).await.unwrap();
+            let changes = plan_delete(store, "dev", &a.key(), true).await.unwrap();
+            assert_eq!(changes.deletes.len(), 2, "each object once");
+            let roots = vec![ObjectCollection {
+                obj_code: "GROUP".into(),
+                entities: vec![EntityRef { id: a.id.clone(), name: String::new() }],
+            }];
+            assert_eq!(export(store, "dev", &wf, &roots).await.unwrap().objects.len(), 2);
+            let c = owned(obj("GROUP", 3, "c"), &a);
+            assert_eq!(reason(plan_put(store, "dev", &wf, vec![c]).await.unwrap_err()), "PARENT_CYCLE");
         }
     }
 

@@ -63,7 +63,14 @@ impl From<UpstreamError> for InstallError {
 
 impl std::fmt::Display for InstallError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let list = |items: &[String]| items.join("; ");
+        // Kept on promotion requests and in audit events: bounded like the statuses.
+        let list = |items: &[String]| {
+            let mut shown = items.iter().take(20).cloned().collect::<Vec<_>>().join("; ");
+            if items.len() > 20 {
+                shown.push_str(&format!("; and {} more", items.len() - 20));
+            }
+            promotion_core::validate::clip_to(&shown, 1024)
+        };
         match self {
             InstallError::Refused(r) => write!(f, "{r}"),
             InstallError::Upstream(e) => write!(f, "{}", e.message),

@@ -38,6 +38,12 @@ impl RequestUse {
 
     /// The id of what the first call with this request id produced, if there was one.
     pub async fn first(&self, store: &dyn InstallationStore) -> Result<Option<String>, InstallError> {
+        Ok(self.first_record(store).await?.map(|r| r.resource_id))
+    }
+
+    /// What the first call with this request id recorded, if there was one; the same id
+    /// with another method or body is refused.
+    pub async fn first_record(&self, store: &dyn InstallationStore) -> Result<Option<IdempotencyRecord>, InstallError> {
         let Some(record) = store.request(&self.key).await? else { return Ok(None) };
         if record.method != self.method || record.fingerprint != self.fingerprint {
             return Err(InstallError::Invalid {
@@ -46,7 +52,19 @@ impl RequestUse {
                 message: format!("request_id was already used for another {} request", record.method),
             });
         }
-        Ok(Some(record.resource_id))
+        Ok(Some(record))
+    }
+
+    /// The record remembering the first response itself, for calls whose resource alone
+    /// cannot reproduce it (PutObjects, DeleteObject).
+    pub fn record_response(&self, resource_id: &str, response: serde_json::Value) -> Record {
+        Record::Idempotency(IdempotencyRecord {
+            key: self.key.clone(),
+            method: self.method.to_string(),
+            fingerprint: self.fingerprint.clone(),
+            resource_id: resource_id.to_string(),
+            response: Some(response),
+        })
     }
 
     /// The record remembering that this request produced `resource_id`, written with it.

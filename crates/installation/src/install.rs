@@ -54,7 +54,11 @@ async fn usable_pre_run(
     Ok(pre_run)
 }
 
-fn override_fingerprint(overrides: &[Override]) -> Vec<(String, String, Option<&'static str>, String, String)> {
+/// One override as a request fingerprint sees it.
+pub(crate) type OverrideKey = (String, String, Option<&'static str>, String, String);
+
+/// Overrides in a canonical order, for request fingerprints.
+pub(crate) fn override_fingerprint(overrides: &[Override]) -> Vec<OverrideKey> {
     let mut v: Vec<_> = overrides
         .iter()
         .map(|o| {
@@ -137,7 +141,7 @@ pub async fn install_locked(
     let plan = final_plan(state, dest, &content, pre_run.as_ref(), &req.overrides).await?;
     let id = uuid::Uuid::now_v7().to_string();
     let revision = store.env_state(&dest.id).await?.revision + 1;
-    let applied = apply::build(store, &dest.id, &content, &plan, req.prune_children, &id, revision)
+    let applied = apply::build(store, &dest.id, &dest.catalog, &content, &plan, req.prune_children, &id, revision)
         .await?
         .map_err(InstallError::InvalidTranslationMap)?;
     // The package's objects now live in the prepared write; a 100,000-object package need

@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use promotion_core::catalog::Catalog;
 use promotion_core::objects::{new_object_id, ConfigObject, ExternalReference, ObjectKey, Reference};
+use promotion_core::validate;
 use promotion_store::{InstallationStore, StoreError};
 
 pub use promotion_core::plan::{Action, Collision, Entry, FieldChange, MatchKind, Override, Plan};
@@ -401,6 +402,9 @@ async fn entry_problem(
             let name = if e.action == Action::Create { &e.name } else { &e.alt_name };
             if e.action == Action::CreateWithAltName && name.trim().is_empty() {
                 return Ok("ALT_NAME_REQUIRED".into());
+            }
+            if let Err(v) = validate::name(name, "alt_name") {
+                return Ok(v.reason().into());
             }
             if unique {
                 let key = (e.obj_code.clone(), name.clone());

@@ -72,8 +72,7 @@ async fn install(
     prune: bool,
 ) -> promotion_core::records::Undo {
     let revision = store.state("qa").await.revision + 1;
-    let applied = build(store, "qa", content, plan, prune, "i", revision).await.unwrap().unwrap();
-    let _ = catalog;
+    let applied = build(store, "qa", catalog, content, plan, prune, "i", revision).await.unwrap().unwrap();
     store.write("qa", applied.changes).await.unwrap();
     applied.undo
 }

@@ -292,6 +292,9 @@ struct DecisionBody<'a> {
     comment: &'a str,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     replan: bool,
+    /// An accept's overrides and prune flag are part of its body.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    install: Option<(Vec<crate::install::OverrideKey>, bool)>,
 }
 
 pub struct Decision {
@@ -314,7 +317,8 @@ pub async fn accept(
     id: &str,
     d: Decision,
 ) -> Result<PromotionRecord, PromotionError> {
-    let body = DecisionBody { id, decision: "accept", comment: &d.comment, replan: d.replan };
+    let install = Some((crate::install::override_fingerprint(&d.overrides), d.prune_children));
+    let body = DecisionBody { id, decision: "accept", comment: &d.comment, replan: d.replan, install };
     let use_ = RequestUse::new(caller, &d.request_id, "AcceptPromotionRequest", &body);
     if first(use_.as_ref(), state.store.as_ref()).await?.is_some() {
         return get(state, caller, id).await;
@@ -514,7 +518,7 @@ pub async fn close(
     let decision = if cancel { "cancel" } else { "reject" };
     let method = if cancel { "CancelPromotionRequest" } else { "RejectPromotionRequest" };
     let use_ =
-        RequestUse::new(caller, request_id, method, &DecisionBody { id, decision, comment: &comment, replan: false });
+        RequestUse::new(caller, request_id, method, &DecisionBody { id, decision, comment: &comment, replan: false, install: None });
     let current = get(state, caller, id).await?;
     let tx = state.store.lock(&current.target_environment).await?;
     if first(use_.as_ref(), state.store.as_ref()).await?.is_some() {

@@ -67,6 +67,18 @@ pub async fn rollback(
     }
     let mut write = apply::rollback_changes(&record.destination, &undo);
     drop(undo);
+    let catalog = state.directory.get(&record.destination).map(|e| e.catalog.clone());
+    let invalid = catalog.map(|c| apply::invalid_restores(&c, &write)).unwrap_or_default();
+    if !invalid.is_empty() {
+        return Err(InstallError::InvalidState {
+            reason: "RESTORE_INVALID",
+            message: format!(
+                "{} before-images break today's object rules and cannot be restored: {}",
+                invalid.len(),
+                invalid.iter().take(20).cloned().collect::<Vec<_>>().join("; ")
+            ),
+        });
+    }
     record.status = InstallationStatus::RolledBack;
     record.rollback_time = Some(Utc::now());
     record.rolled_back_by = caller.subject.clone();

@@ -7,12 +7,14 @@ use crate::package_source::PackageSource;
 use crate::refusal::Refusal;
 use promotion_core::audit::AuditEvent;
 use promotion_core::config::Config;
+use promotion_core::cursor::PageTokens;
 use promotion_core::directory::{Directory, EnvironmentInfo};
 use promotion_core::identity::{Identity, Permission};
 use promotion_core::tokens::TokenSigner;
 use promotion_core::AccessError;
 use promotion_store::installation::Record;
-use promotion_store::InstallationStore;
+use promotion_store::shared::PageTokenKey;
+use promotion_store::{InstallationStore, StoreError};
 
 pub const SERVICE_NAME: &str = "installation-service";
 
@@ -26,6 +28,7 @@ pub struct State {
     /// Wakes the outbox delivery task after an installation.
     pub outbox_wake: tokio::sync::Notify,
     hosted: HashSet<String>,
+    page_tokens: PageTokenKey,
 }
 
 impl State {
@@ -37,7 +40,21 @@ impl State {
         packages: Option<Arc<dyn PackageSource>>,
     ) -> Self {
         let hosted = config.hosted_environments.iter().cloned().collect();
-        State { config, directory, store, signer, packages, outbox_wake: tokio::sync::Notify::new(), hosted }
+        State {
+            config,
+            directory,
+            store,
+            signer,
+            packages,
+            outbox_wake: tokio::sync::Notify::new(),
+            hosted,
+            page_tokens: PageTokenKey::default(),
+        }
+    }
+
+    /// Issues and opens this service's page tokens (its key is kept in the store).
+    pub async fn page_tokens(&self) -> Result<&PageTokens, StoreError> {
+        self.page_tokens.get(self.store.as_ref()).await
     }
 
     pub fn is_hosted(&self, env: &str) -> bool {

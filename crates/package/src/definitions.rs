@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use promotion_core::catalog::Catalog;
 use promotion_core::objects::{is_valid_obj_code, is_valid_object_id, ConfigObject, ExternalReference};
 use promotion_core::package::{DefinitionChunk, DefinitionHeader, Metadata};
+use promotion_core::validate::{self, Violation};
 use promotion_core::wire;
 
 /// No message of a definition stream may exceed this, whatever the package size.
@@ -17,7 +18,6 @@ pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 /// Bytes a `GetPackageDefinitionResponse { entities: PackageEntities { .. } }` adds around
 /// its items: two tags and two length varints of at most 5 bytes each.
 pub const ENVELOPE_BYTES: usize = 12;
-const MAX_OBJECT_NAME_CHARS: usize = 255;
 
 /// What a definition carries, as extracted or as given.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -57,6 +57,19 @@ impl Built {
 /// items. `root_types` are the requested root types in request order (display order).
 /// Consumes `content` as it goes so the definition is not held twice.
 pub fn build(catalog: &Catalog, root_types: &[String], content: Content, budget: usize) -> Result<Built, String> {
+    build_bounded(catalog, root_types, content, budget, usize::MAX)
+}
+
+/// [`build`], refusing a definition whose items encode to more than `max_bytes` in all or
+/// that holds an object the rules of [`validate::object`] refuse (an environment may hold
+/// objects written before a rule existed; no package carries them on).
+pub fn build_bounded(
+    catalog: &Catalog,
+    root_types: &[String],
+    content: Content,
+    budget: usize,
+    max_bytes: usize,
+) -> Result<Built, String> {
     let Content { mut objects, mut external_references } = content;
     let rank = |code: &str| catalog.get(code).map_or(i32::MAX, |t| t.install_rank);
     for o in &mut objects {
@@ -81,9 +94,15 @@ pub fn build(catalog: &Catalog, root_types: &[String], content: Content, budget:
     let mut hasher = Sha256::new();
     hasher.update(b"promotion.v1 package definition\n");
     let mut chunker = Chunker::new(budget);
+    let mut total = 0usize;
     for o in objects {
+        validate::object(catalog, &o, "objects").map_err(|v| format!("{} {}: {v}", o.obj_code, o.id))?;
         hash_item(&mut hasher, &serde_json::to_vec(&o).expect("objects serialise"));
         let len = wire::config_object_len(&o);
+        total += len;
+        if total > max_bytes {
+            return Err(format!("the definition encodes to more than max_definition_bytes ({max_bytes})"));
+        }
         chunker.push(Item::Object(o), len)?;
     }
     hasher.update(b"external references\n");
@@ -195,15 +214,7 @@ pub fn validate(catalog: &Catalog, content: &Content) -> Result<(), Rejection> {
     for (i, o) in content.objects.iter().enumerate() {
         let field = |f: &str| format!("entities.objects[{i}].{f}");
         check_type(catalog, &o.obj_code, field("obj_code"))?;
-        check_id(&o.id, field("id"))?;
-        let chars = o.name.chars().count();
-        if o.name.trim().is_empty() || chars > MAX_OBJECT_NAME_CHARS || o.name.chars().any(char::is_control) {
-            return Err(reject(
-                "INVALID_NAME",
-                field("name"),
-                format!("object names must be 1..{MAX_OBJECT_NAME_CHARS} printable characters"),
-            ));
-        }
+        validate::object(catalog, o, &format!("entities.objects[{i}]")).map_err(Rejection::from)?;
         if included.insert(&o.id, &o.obj_code).is_some() {
             return Err(reject("DUPLICATE_OBJECT", field("id"), format!("object {} appears twice", o.id)));
         }
@@ -213,48 +224,42 @@ pub fn validate(catalog: &Catalog, content: &Content) -> Result<(), Rejection> {
         let field = |f: &str| format!("entities.external_references[{i}].{f}");
         check_type(catalog, &r.obj_code, field("obj_code"))?;
         check_id(&r.id, field("id"))?;
+        if !r.name.is_empty() {
+            validate::name(&r.name, &field("name")).map_err(Rejection::from)?;
+        }
         external.insert(&r.id, &r.obj_code);
     }
     let resolves = |code: &str, id: &str| included.get(id).or_else(|| external.get(id)).is_some_and(|c| *c == code);
     for (i, o) in content.objects.iter().enumerate() {
-        let t = catalog.get(&o.obj_code).expect("type checked above");
-        match o.parent.as_ref() {
-            None if !t.root && !t.parent_types.is_empty() => {
-                return Err(reject(
-                    "PARENT_REQUIRED",
-                    format!("entities.objects[{i}].parent"),
-                    format!("{} objects are owned: name a parent of type {}", o.obj_code, t.parent_types.join(" or ")),
-                ));
-            }
-            Some(p) if !t.parent_types.contains(&p.obj_code) || !is_valid_object_id(&p.id) || p.id == o.id => {
-                return Err(reject(
-                    "INVALID_PARENT",
-                    format!("entities.objects[{i}].parent"),
-                    format!("{} {} cannot be owned by {} {:?}", o.obj_code, o.id, p.obj_code, p.id),
-                ));
-            }
-            Some(p) if !resolves(&p.obj_code, &p.id) => {
-                return Err(unresolved(format!("entities.objects[{i}].parent"), o, &p.obj_code, &p.id));
-            }
-            _ => {}
+        if let Some(p) = o.parent.as_ref().filter(|p| !resolves(&p.obj_code, &p.id)) {
+            return Err(unresolved(format!("entities.objects[{i}].parent"), o, &p.obj_code, &p.id));
         }
         for (j, r) in o.references.iter().enumerate() {
-            let field = |f: &str| format!("entities.objects[{i}].references[{j}].{f}");
-            if r.field.is_empty() || r.field.len() > 128 {
-                return Err(reject(
-                    "INVALID_REFERENCE",
-                    field("field"),
-                    "reference field names are 1..128 characters".into(),
-                ));
-            }
-            check_type(catalog, &r.obj_code, field("obj_code"))?;
-            check_id(&r.id, field("id"))?;
             if !resolves(&r.obj_code, &r.id) {
-                return Err(unresolved(field("id"), o, &r.obj_code, &r.id));
+                return Err(unresolved(format!("entities.objects[{i}].references[{j}].id"), o, &r.obj_code, &r.id));
             }
         }
     }
+    // Parents outside the package are external references: their chains end there.
+    if let Some((key, reason)) = validate::parent_cycle(&content.objects, |_| None) {
+        return Err(reject(
+            reason,
+            "entities.objects".into(),
+            format!("{key} owns itself or is owned more than {} levels deep", validate::MAX_PARENT_DEPTH),
+        ));
+    }
     Ok(())
+}
+
+impl From<Violation> for Rejection {
+    fn from(v: Violation) -> Self {
+        match v {
+            Violation::Invalid { reason, field, message } => Rejection { reason, field, message },
+            // A definition given whole travels in one request: an oversized object in it is
+            // as malformed as any other field.
+            Violation::TooLarge { field, message, .. } => Rejection { reason: "OBJECT_TOO_LARGE", field, message },
+        }
+    }
 }
 
 fn unresolved(field: String, o: &ConfigObject, code: &str, id: &str) -> Rejection {
@@ -408,7 +413,7 @@ mod tests {
         assert_eq!(total, 2001);
         assert!(built.chunks.iter().all(|c| chunk_len(c) <= 64 * 1024));
         // An oversized budget is clamped to the message bound.
-        let big = vec![with_text(obj("TMPL", 1, "Huge"), 600 * 1024), with_text(obj("TMPL", 2, "Huge"), 600 * 1024)];
+        let big: Vec<ConfigObject> = (1..=5).map(|n| with_text(obj("TMPL", n, "Huge"), 250 * 1024)).collect();
         let built = build(&catalog, &[], Content { objects: big, external_references: vec![] }, usize::MAX).unwrap();
         assert_eq!(built.chunks.len(), 2);
         assert!(built.chunks.iter().all(|c| chunk_len(c) + ENVELOPE_BYTES <= MAX_MESSAGE_BYTES));

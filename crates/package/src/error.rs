@@ -7,16 +7,43 @@ use promotion_store::StoreError;
 
 #[derive(Debug)]
 pub enum PackageError {
-    Invalid { reason: &'static str, field: String, message: String },
+    Invalid {
+        reason: &'static str,
+        field: String,
+        message: String,
+    },
     NotFound(String),
-    VersionNotFound { id: String, version: i64 },
+    VersionNotFound {
+        id: String,
+        version: i64,
+    },
     EnvironmentNotFound(String),
-    PermissionDenied { permission: Permission, environment: String },
-    DefinitionNotReady { id: String, status: Status },
-    InvalidTransition { from: Status, to: Status },
-    NotEditable { id: String, status: Status },
-    EtagMismatch { id: String, given: String },
-    TooLarge { field: String, message: String },
+    PermissionDenied {
+        permission: Permission,
+        environment: String,
+    },
+    DefinitionNotReady {
+        id: String,
+        status: Status,
+    },
+    InvalidTransition {
+        from: Status,
+        to: Status,
+    },
+    NotEditable {
+        id: String,
+        status: Status,
+    },
+    EtagMismatch {
+        id: String,
+        given: String,
+    },
+    /// Over a documented limit, which `limit` names.
+    TooLarge {
+        limit: &'static str,
+        field: String,
+        message: String,
+    },
     Store(StoreError),
 }
 

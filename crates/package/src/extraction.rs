@@ -71,11 +71,13 @@ async fn extract(state: &State, job: &Job, credentials: Option<Credentials>) -> 
     };
     let catalog = job.environment.catalog.clone();
     let root_types: Vec<String> = job.roots.iter().map(|c| c.obj_code.clone()).collect();
-    let budget = limits.stream_chunk_bytes;
+    let (budget, max_bytes) = (limits.stream_chunk_bytes, limits.max_definition_bytes);
     let content = exported.content;
-    let built = tokio::task::spawn_blocking(move || definitions::build(&catalog, &root_types, content, budget))
-        .await
-        .map_err(|e| format!("building the definition failed: {e}"))??;
+    let built = tokio::task::spawn_blocking(move || {
+        definitions::build_bounded(&catalog, &root_types, content, budget, max_bytes)
+    })
+    .await
+    .map_err(|e| format!("building the definition failed: {e}"))??;
     tracing::info!(
         package = %job.package_id,
         objects = built.entity_total,

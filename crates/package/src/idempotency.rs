@@ -45,9 +45,22 @@ impl Request {
     }
 }
 
-/// The answer to a repeated request: the package as it is now (or as first returned, if
-/// it has since been deleted). A request id reused for another request is refused.
-pub async fn repeated(state: &State, request: Option<&Request>) -> Result<Option<Package>> {
+impl Request {
+    /// The record remembering that this request answered `response`, written with it.
+    pub fn record_response(&self, resource_id: &str, response: serde_json::Value) -> PackageRecord {
+        PackageRecord::Idempotency(IdempotencyRecord {
+            key: self.key.clone(),
+            method: self.method.to_string(),
+            fingerprint: self.fingerprint.clone(),
+            resource_id: resource_id.to_string(),
+            response: Some(response),
+        })
+    }
+}
+
+/// What the first call with this request id recorded, if there was one. A request id
+/// reused for another request (another method or body) is refused.
+pub async fn prior(state: &State, request: Option<&Request>) -> Result<Option<IdempotencyRecord>> {
     let Some(request) = request else { return Ok(None) };
     let Some(record) = state.store.request(&request.key).await? else { return Ok(None) };
     if record.method != request.method || record.fingerprint != request.fingerprint {
@@ -57,6 +70,13 @@ pub async fn repeated(state: &State, request: Option<&Request>) -> Result<Option
             format!("request_id was already used for another {} request", record.method),
         ));
     }
+    Ok(Some(record))
+}
+
+/// The answer to a repeated request: the package as it is now (or as first returned, if
+/// it has since been deleted). A request id reused for another request is refused.
+pub async fn repeated(state: &State, request: Option<&Request>) -> Result<Option<Package>> {
+    let Some(record) = prior(state, request).await? else { return Ok(None) };
     if let Some(current) = state.store.package(&record.resource_id).await? {
         return Ok(Some(current));
     }

@@ -102,9 +102,9 @@ async fn each_extraction_stores_a_new_version_and_keeps_the_old_one() {
         assert_eq!(v1_chunks.len(), 1, "one chunk after the header");
 
         let changes = Changes { object_collections: Some(template_roots()), ..Default::default() };
-        let outcome = update(state, &alice(), &v1.id, &v1.etag(), changes).await.unwrap();
+        let outcome = update(state, &alice(), &v1.id, &v1.etag(), changes, "").await.unwrap();
         assert_eq!((outcome.package.status, outcome.package.version), (Status::Extracting, 1));
-        let stale = update(state, &alice(), &v1.id, &v1.etag(), Changes::default()).await.unwrap_err();
+        let stale = update(state, &alice(), &v1.id, &v1.etag(), Changes::default(), "").await.unwrap_err();
         assert!(matches!(stale, PackageError::EtagMismatch { .. }));
         finish_extraction(state, &outcome.extraction.unwrap(), Ok(extracted(state, "Onboarding v2"))).await.unwrap();
         let v2 = get(state, &alice(), &v1.id).await.unwrap();
@@ -127,7 +127,7 @@ async fn a_failed_re_extraction_keeps_the_current_version() {
         finish_extraction(state, &job, Ok(extracted(state, "Onboarding"))).await.unwrap();
         let v1 = get(state, &alice(), &job.package_id).await.unwrap();
         let changes = Changes { object_collections: Some(template_roots()), ..Default::default() };
-        let job = update(state, &alice(), &v1.id, "", changes).await.unwrap().extraction.unwrap();
+        let job = update(state, &alice(), &v1.id, "", changes, "").await.unwrap().extraction.unwrap();
         finish_extraction(state, &job, Err("installation service at x unreachable".into())).await.unwrap();
         let failed = get(state, &alice(), &v1.id).await.unwrap();
         assert_eq!(

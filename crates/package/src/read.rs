@@ -1,6 +1,6 @@
 //! GetPackage, ListPackages and GetPackageDefinition: what a caller of the organization
 //! may read.
-use promotion_core::cursor::{Page, PageError, PageRequest};
+use promotion_core::cursor::{bounded, PageError, PageRequest, Scope, PAGE_BYTES};
 use promotion_core::identity::{Identity, Permission};
 use promotion_core::package::{DefinitionHeader, Package, Status};
 use promotion_store::package::PackageQuery;
@@ -31,16 +31,34 @@ fn bad_page_token() -> PackageError {
     invalid("INVALID_PAGE_TOKEN", "page_token", "page_token was not returned by this call")
 }
 
-/// One page of the caller's organization's packages, newest first.
-pub async fn list(state: &State, caller: &Identity, query: ListQuery) -> Result<Page<Package>> {
+/// One page of the caller's organization's packages, newest first, at most
+/// [`PAGE_BYTES`] of them as `item_size` measures them, and the next page's token.
+pub async fn list(
+    state: &State,
+    caller: &Identity,
+    query: ListQuery,
+    item_size: impl Fn(&Package) -> usize,
+) -> Result<(Vec<Package>, String)> {
     let scope = if query.source_environment.is_empty() { "*" } else { query.source_environment.as_str() };
     if !query.source_environment.is_empty() {
         visible_environment(state, caller, &query.source_environment)?;
     }
     require(state, caller, scope, Permission::PackageRead).await?;
     let limits = &state.config.limits;
-    let page = PageRequest::parse(query.page_size, &query.page_token, limits.default_page_size, limits.max_page_size)
-        .map_err(|e| match e {
+    let tokens = state.page_tokens().await?;
+    let scope = Scope::new("ListPackages", &caller.organization)
+        .filter(query.status.map(Status::as_str).unwrap_or_default())
+        .filter(&query.source_environment)
+        .filter(query.show_retired);
+    let page = PageRequest::parse(
+        tokens,
+        &scope,
+        query.page_size,
+        &query.page_token,
+        limits.default_page_size,
+        limits.max_page_size,
+    )
+    .map_err(|e| match e {
         PageError::NegativeSize => invalid("INVALID_PAGE_SIZE", "page_size", "page_size must not be negative"),
         PageError::BadToken => bad_page_token(),
     })?;
@@ -50,10 +68,14 @@ pub async fn list(state: &State, caller: &Identity, query: ListQuery) -> Result<
         source_environment: query.source_environment,
         show_retired: query.show_retired,
     };
-    state.store.list_packages(&filter, &page).await.map_err(|e| match e.kind {
-        promotion_store::StoreErrorKind::Corrupt if page.after.is_some() => bad_page_token(),
-        _ => e.into(),
-    })
+    let (store, filter) = (state.store.as_ref(), &filter);
+    let found = bounded(page.clone(), PAGE_BYTES, item_size, |p| async move { store.list_packages(filter, &p).await })
+        .await
+        .map_err(|e| match e.kind {
+            promotion_store::StoreErrorKind::Corrupt if page.after.is_some() => bad_page_token(),
+            _ => e.into(),
+        })?;
+    Ok((found.items, tokens.token(&scope, found.next.as_ref())))
 }
 
 /// The header of one version (0 = current) the caller may read.

@@ -9,16 +9,20 @@ use promotion_store::package::{LockKey, PackageRecord};
 
 use crate::common::{event, require};
 use crate::error::{invalid, PackageError, Result};
+use crate::idempotency::{prior, Request};
 use crate::state::State;
-use crate::validate::{validate_installation_id, validate_package_id};
+use crate::validate::{fingerprint, validate_installation_id, validate_package_id, validate_request_id};
+use serde::Serialize;
 
 /// RecordInstallation input.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct InstallationReport {
     pub package_id: String,
     pub package_version: i64,
     pub installation_id: String,
     pub destination_environment: String,
+    #[serde(skip)]
+    pub request_id: String,
 }
 
 /// Counts a successful installation once per installation id. Only installation
@@ -36,11 +40,19 @@ pub async fn record_installation(
     require(state, caller, destination, Permission::RecordInstallation).await?;
     validate_package_id(&report.package_id, "package_id")?;
     validate_installation_id(&report.installation_id)?;
+    validate_request_id(&report.request_id)?;
+    let request = Request::new(caller, &report.request_id, "RecordInstallation", fingerprint(&report));
     if report.package_version < 1 {
         return Err(invalid("INVALID_VERSION", "package_version", "package_version must be 1 or more"));
     }
     let id = report.package_id.as_str();
     let lock = state.store.lock(LockKey::Package(id.to_string())).await?;
+    if let Some(first) = prior(state, request.as_ref()).await? {
+        let answered = first.response.and_then(|r| serde_json::from_value(r).ok());
+        return answered.ok_or_else(|| {
+            PackageError::Store(promotion_store::StoreError::corrupt("a request record lost its response"))
+        });
+    }
     let mut package = state.store.package(id).await?.ok_or_else(|| PackageError::NotFound(id.to_string()))?;
     state
         .directory
@@ -58,7 +70,8 @@ pub async fn record_installation(
         .detail("installation_id", report.installation_id.as_str())
         .detail("destination_environment", destination)
         .detail("package_version", report.package_version);
-    let records = vec![
+    let answer = (true, package.installation_counts.clone());
+    let mut records = vec![
         PackageRecord::RecordedInstallation(RecordedInstallation {
             package_id: package.id.clone(),
             installation_id: report.installation_id.clone(),
@@ -67,9 +80,13 @@ pub async fn record_installation(
             recorded_by: caller.subject.clone(),
             time: Utc::now(),
         }),
-        PackageRecord::audit(recorded),
+        PackageRecord::audit(recorded.request_id(&report.request_id)),
         PackageRecord::Package(Box::new(package.clone())),
     ];
+    if let Some(r) = &request {
+        let response = serde_json::to_value(&answer).expect("counts serialise");
+        records.push(r.record_response(&package.id, response));
+    }
     state.store.commit(Some(lock), records).await?;
     state.watchers.publish(&package);
     Ok((true, package.installation_counts))

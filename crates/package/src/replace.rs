@@ -3,6 +3,7 @@
 use chrono::Utc;
 use sha2::{Digest, Sha256};
 
+use promotion_core::config::Limits;
 use promotion_core::directory::EnvironmentInfo;
 use promotion_core::identity::{Identity, Permission};
 use promotion_core::objects::ObjectCollection;
@@ -80,7 +81,7 @@ pub async fn replace(state: &State, caller: &Identity, id: &str, r: Replacement)
     let extraction = match definition {
         Definition::Extract(roots) => redefine(state, caller, &env, &mut package, roots, &r.request_id, &mut records),
         Definition::Given(content) => {
-            let built = build_given(&env, content, state.config.limits.stream_chunk_bytes).await?;
+            let built = build_given(&env, content, &state.config.limits).await?;
             package.object_collections = Vec::new();
             package.warnings = Vec::new();
             store_definition(&mut records, &mut package, built);
@@ -124,6 +125,7 @@ fn check_definition(env: &EnvironmentInfo, definition: Option<Definition>, max_o
             })?;
             if content.objects.len() > max_objects {
                 return Err(PackageError::TooLarge {
+                    limit: "max_package_objects",
                     field: "entities.objects".into(),
                     message: format!("a package holds at most {max_objects} objects"),
                 });
@@ -134,10 +136,11 @@ fn check_definition(env: &EnvironmentInfo, definition: Option<Definition>, max_o
 }
 
 /// Builds a definition given whole, off the async threads (it may be large).
-async fn build_given(env: &EnvironmentInfo, mut content: Content, budget: usize) -> Result<Built> {
+async fn build_given(env: &EnvironmentInfo, mut content: Content, limits: &Limits) -> Result<Built> {
+    let (budget, max_bytes) = (limits.stream_chunk_bytes, limits.max_definition_bytes);
     definitions::strip_excluded_fields(&env.catalog, &mut content);
     let catalog = env.catalog.clone();
-    tokio::task::spawn_blocking(move || definitions::build(&catalog, &[], content, budget))
+    tokio::task::spawn_blocking(move || definitions::build_bounded(&catalog, &[], content, budget, max_bytes))
         .await
         .map_err(|e| {
             PackageError::Store(promotion_store::StoreError::engine(format!("building the definition failed: {e}")))

@@ -5,12 +5,14 @@ use std::sync::Arc;
 
 use promotion_core::audit::AuditEvent;
 use promotion_core::config::Config;
+use promotion_core::cursor::PageTokens;
 use promotion_core::directory::Directory;
 use promotion_core::identity::Identity;
 use promotion_core::tokens::TokenSigner;
 use promotion_core::AccessError;
 use promotion_store::package::PackageRecord;
-use promotion_store::PackageStore;
+use promotion_store::shared::PageTokenKey;
+use promotion_store::{PackageStore, StoreError};
 
 use crate::source::ObjectSource;
 use crate::watch::WatchHub;
@@ -29,6 +31,7 @@ pub struct State {
     /// Where extractions read objects from (the installation services).
     pub source: Arc<dyn ObjectSource>,
     stopping: tokio::sync::watch::Sender<bool>,
+    page_tokens: PageTokenKey,
 }
 
 impl State {
@@ -48,7 +51,13 @@ impl State {
             extraction_slots: Arc::new(tokio::sync::Semaphore::new(EXTRACTION_SLOTS)),
             source,
             stopping: tokio::sync::watch::channel(false).0,
+            page_tokens: PageTokenKey::default(),
         }
+    }
+
+    /// Issues and opens this service's page tokens (its key is kept in the store).
+    pub async fn page_tokens(&self) -> Result<&PageTokens, StoreError> {
+        self.page_tokens.get(self.store.as_ref()).await
     }
 
     /// Tells long-lived calls (WatchPackage) that the service is shutting down.

@@ -12,11 +12,15 @@ use promotion_store::package::{LockKey, PackageRecord};
 use crate::common::{check_etag, check_transition, event, load_visible, require, source_environment};
 use crate::create::{redefine, Outcome};
 use crate::error::{invalid, PackageError, Result};
+use crate::idempotency::{repeated, Request};
 use crate::state::State;
-use crate::validate::{validate_description, validate_name, validate_package_id, validate_roots};
+use crate::validate::{
+    fingerprint, validate_description, validate_name, validate_package_id, validate_request_id, validate_roots,
+};
+use serde::Serialize;
 
 /// UpdatePackage input: the fields the mask names.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Changes {
     pub name: Option<String>,
     pub description: Option<String>,
@@ -38,8 +42,17 @@ impl Changes {
     }
 }
 
-pub async fn update(state: &State, caller: &Identity, id: &str, etag: &str, changes: Changes) -> Result<Outcome> {
+pub async fn update(
+    state: &State,
+    caller: &Identity,
+    id: &str,
+    etag: &str,
+    changes: Changes,
+    request_id: &str,
+) -> Result<Outcome> {
     validate_package_id(id, "package.id")?;
+    validate_request_id(request_id)?;
+    let request = Request::new(caller, request_id, "UpdatePackage", fingerprint(&(id, etag, &changes)));
     if changes.status.is_some() && changes.object_collections.is_some() {
         return Err(invalid(
             "INVALID_FIELD_MASK",
@@ -50,6 +63,9 @@ pub async fn update(state: &State, caller: &Identity, id: &str, etag: &str, chan
     let lock = state.store.lock(LockKey::Package(id.to_string())).await?;
     let mut package = load_visible(state, caller, id).await?;
     require(state, caller, &package.source_environment, Permission::PackageWrite).await?;
+    if let Some(first) = repeated(state, request.as_ref()).await? {
+        return Ok(Outcome { package: first, extraction: None });
+    }
     let env = check_changes(state, &package, &changes, etag)?;
     let from = package.status;
     let fields = changes.fields();
@@ -61,6 +77,9 @@ pub async fn update(state: &State, caller: &Identity, id: &str, etag: &str, chan
             .detail("from", from.as_str())
             .detail("to", package.status.as_str());
         records.push(PackageRecord::audit(changed));
+    }
+    if let Some(r) = &request {
+        records.push(r.record(&package));
     }
     records.push(PackageRecord::Package(Box::new(package.clone())));
     state.store.commit(Some(lock), records).await?;

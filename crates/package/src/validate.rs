@@ -68,9 +68,27 @@ pub fn validate_roots(catalog: &Catalog, roots: &[ObjectCollection], max_objects
         field: e.field,
         message: e.message,
     })?;
+    for (i, c) in roots.iter().enumerate() {
+        for (j, e) in c.entities.iter().enumerate().filter(|(_, e)| !e.name.is_empty()) {
+            let field = format!("object_collections[{i}].entities[{j}].name");
+            promotion_core::validate::name(&e.name, &field)
+                .map_err(|v| invalid(v.reason(), v.field().to_string(), v.message().to_string()))?;
+        }
+    }
     let total: usize = roots.iter().map(|c| c.entities.len()).sum();
+    if total > promotion_core::validate::MAX_PACKAGE_ROOTS {
+        return Err(PackageError::TooLarge {
+            limit: "max_package_roots",
+            field: "object_collections".into(),
+            message: format!(
+                "{total} roots requested; a package names at most {} roots (max_package_roots)",
+                promotion_core::validate::MAX_PACKAGE_ROOTS
+            ),
+        });
+    }
     if total > max_objects {
         return Err(PackageError::TooLarge {
+            limit: "max_package_objects",
             field: "object_collections".into(),
             message: format!("{total} roots requested; a package holds at most {max_objects} objects"),
         });

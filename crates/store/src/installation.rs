@@ -14,7 +14,7 @@ use promotion_core::promotion::PromotionRecord;
 use promotion_core::records::{HistoryEntry, InstallationRecord, OutboxEntry, PreRunRecord, Undo};
 
 use crate::error::Result;
-use crate::shared::{AuditTable, IdempotencyRecord, IdempotencyTable};
+use crate::shared::{AuditTable, IdempotencyRecord, IdempotencyTable, KeyTable};
 
 /// Revision and per-type counts of one environment.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -194,6 +194,7 @@ pub trait InstallationStore:
     + OutboxTable
     + IdempotencyTable
     + AuditTable
+    + KeyTable
 {
     /// Takes the write lock of `env`; reads made while holding it see every earlier write
     /// and no concurrent one.

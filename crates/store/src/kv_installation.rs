@@ -36,7 +36,7 @@ use crate::engine::{prefix_end, scan_prefix, Engine, Op, Pairs};
 use crate::error::{Result, StoreError};
 use crate::installation::*;
 use crate::locks::KeyedLocks;
-use crate::shared::{AuditTable, IdempotencyRecord, IdempotencyTable, RequestKey};
+use crate::shared::{AuditTable, IdempotencyRecord, IdempotencyTable, KeyTable, RequestKey};
 
 fn key(parts: &[&[u8]]) -> Vec<u8> {
     let mut out = Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
@@ -594,6 +594,13 @@ impl OutboxTable for SharedKvInstallationStore {
             .take(limit)
             .map(|item| decode(&item?.1))
             .collect()
+    }
+}
+
+#[async_trait]
+impl KeyTable for SharedKvInstallationStore {
+    async fn secret_key(&self, name: &str) -> Result<Vec<u8>> {
+        crate::kv_keys::secret_key(self.0.engine.as_ref(), name).await
     }
 }
 

@@ -24,7 +24,7 @@ use crate::engine::{prefix_end, scan_prefix, Engine, Op};
 use crate::error::{Result, StoreError};
 use crate::locks::KeyedLocks;
 use crate::package::*;
-use crate::shared::{AuditTable, IdempotencyRecord, IdempotencyTable, RequestKey};
+use crate::shared::{AuditTable, IdempotencyRecord, IdempotencyTable, KeyTable, RequestKey};
 
 mod keys {
     pub const PACKAGE_PREFIX: &[u8] = b"pkg/";
@@ -187,6 +187,13 @@ impl DefinitionTable for SharedKvPackageStore {
 
     async fn definition_chunk(&self, package_id: &str, version: i64, n: usize) -> Result<Option<DefinitionChunk>> {
         self.0.get_json(&keys::definition_chunk(package_id, version, n))
+    }
+}
+
+#[async_trait]
+impl KeyTable for SharedKvPackageStore {
+    async fn secret_key(&self, name: &str) -> Result<Vec<u8>> {
+        crate::kv_keys::secret_key(self.0.engine.as_ref(), name).await
     }
 }
 

@@ -10,6 +10,7 @@ pub mod error;
 pub mod installation;
 mod journal;
 mod kv_installation;
+mod kv_keys;
 mod kv_package;
 pub mod locks;
 pub mod package;

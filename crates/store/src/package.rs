@@ -9,7 +9,7 @@ use promotion_core::cursor::{Page, PageRequest};
 use promotion_core::package::{DefinitionChunk, DefinitionHeader, Package, RecordedInstallation, Status};
 
 use crate::error::Result;
-use crate::shared::{AuditTable, IdempotencyRecord, IdempotencyTable, RequestKey};
+use crate::shared::{AuditTable, IdempotencyRecord, IdempotencyTable, KeyTable, RequestKey};
 
 /// ListPackages filters.
 #[derive(Debug, Clone, Default)]
@@ -91,7 +91,7 @@ impl PackageLock {
 }
 
 #[async_trait]
-pub trait PackageStore: PackageTable + DefinitionTable + IdempotencyTable + AuditTable {
+pub trait PackageStore: PackageTable + DefinitionTable + IdempotencyTable + AuditTable + KeyTable {
     async fn lock(&self, key: LockKey) -> Result<PackageLock>;
     /// Writes every record or none, durably, before returning; then releases `lock`
     /// (taken on what the records change, when they were read first).

@@ -3,7 +3,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use promotion_core::audit::{AuditEvent, AuditFilter};
-use promotion_core::cursor::{Page, PageRequest};
+use promotion_core::cursor::{Page, PageRequest, PageTokens};
 
 use crate::error::Result;
 
@@ -41,4 +41,23 @@ pub trait AuditTable: Send + Sync {
 #[async_trait]
 pub trait IdempotencyTable: Send + Sync {
     async fn request(&self, key: &RequestKey) -> Result<Option<IdempotencyRecord>>;
+}
+
+#[async_trait]
+pub trait KeyTable: Send + Sync {
+    /// The secret named `name`: 32 random bytes generated the first time any replica asks
+    /// for it, and the same for every replica and after every restart from then on (a
+    /// database backend inserts it if absent, then reads it back). Page tokens are MAC'd
+    /// with the key named `"page-tokens"`. It never leaves the service.
+    async fn secret_key(&self, name: &str) -> Result<Vec<u8>>;
+}
+
+/// The page-token key of a service, read from its store once and then kept.
+#[derive(Default)]
+pub struct PageTokenKey(tokio::sync::OnceCell<PageTokens>);
+
+impl PageTokenKey {
+    pub async fn get(&self, keys: &dyn KeyTable) -> Result<&PageTokens> {
+        self.0.get_or_try_init(|| async { Ok(PageTokens::new(&keys.secret_key("page-tokens").await?)) }).await
+    }
 }

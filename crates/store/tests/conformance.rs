@@ -274,3 +274,23 @@ async fn idempotency_and_audit_records_read_back() {
         assert_eq!(rest.items.len(), 1, "{}", b.name);
     }
 }
+
+#[tokio::test]
+async fn secret_keys_are_generated_once_and_survive_a_restart() {
+    for b in installation_stores() {
+        let s = b.store.as_ref();
+        let key = s.secret_key("page-tokens").await.unwrap();
+        assert!(key.len() >= 32, "{}", b.name);
+        assert_eq!(s.secret_key("page-tokens").await.unwrap(), key, "{}", b.name);
+        assert_ne!(s.secret_key("another").await.unwrap(), key, "{}", b.name);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let first = promotion_store::open_installation_store(dir.path()).unwrap().secret_key("page-tokens").await.unwrap();
+    let again = promotion_store::open_installation_store(dir.path()).unwrap().secret_key("page-tokens").await.unwrap();
+    assert_eq!(first, again, "the key survives a restart");
+    let packages = promotion_store::open_package_store(dir.path()).unwrap();
+    let key = packages.secret_key("page-tokens").await.unwrap();
+    assert_eq!(packages.secret_key("page-tokens").await.unwrap(), key);
+    let memory = promotion_store::memory_package_store();
+    assert_eq!(memory.secret_key("page-tokens").await.unwrap().len(), 32);
+}

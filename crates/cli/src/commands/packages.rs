@@ -355,6 +355,7 @@ pub async fn update_package(session: &Session, package: pb::Package, paths: &[&s
     let request = pb::UpdatePackageRequest {
         package: Some(package),
         update_mask: Some(prost_types::FieldMask { paths: paths.iter().map(|p| p.to_string()).collect() }),
+        request_id: super::objects::new_request_id(),
     };
     Ok(session.packages().await?.update_package(session.request(request)).await?.into_inner())
 }
@@ -422,7 +423,7 @@ async fn delete(session: &Session, out: &Out, id: String, etag: String, yes: boo
             &format!("delete package {id}"),
         )?;
     }
-    let request = pb::DeletePackageRequest { id: id.clone(), etag };
+    let request = pb::DeletePackageRequest { id: id.clone(), etag, request_id: super::objects::new_request_id() };
     session.packages().await?.delete_package(session.request(request)).await?;
     match out.format {
         Format::Json | Format::Yaml => out.print_json(&json!({ "deleted": id })),

@@ -5,14 +5,17 @@ use tokio_stream::Stream;
 use tonic::{Code, Request, Response, Status};
 
 use super::convert::{catalog_to_proto, export_chunks, kind_to_proto};
+use super::{check_request_id, list_failure, next_page_token, page_request};
 use crate::environments::{self, EnvError};
 use crate::state::State;
-use promotion_api::status::{access, bad_field, page, status};
+use promotion_api::convert::item_len;
+use promotion_api::convert::objects_from_proto;
+use promotion_api::status::{access, bad_field, non_finite, status};
 use promotion_api::v1 as pb;
-use promotion_core::cursor::{token, PageRequest, Position};
+use promotion_core::cursor::{bounded, Position, Scope, PAGE_BYTES};
 use promotion_core::directory::EnvironmentInfo;
 use promotion_core::identity::Permission;
-use promotion_core::objects::{ConfigObject, ObjectKey};
+use promotion_core::objects::ObjectKey;
 use promotion_core::AccessError;
 use promotion_serving::caller;
 use promotion_store::installation::ObjectQuery;
@@ -44,11 +47,6 @@ impl EnvironmentApi {
             installation_service: info.installation_service.clone(),
         })
     }
-
-    fn page(&self, size: i32, token: &str) -> Result<PageRequest, Status> {
-        let l = &self.state.config.limits;
-        PageRequest::parse(size, token, l.default_page_size, l.max_page_size).map_err(page)
-    }
 }
 
 fn require_key(obj_code: &str, id: &str) -> Result<ObjectKey, Status> {
@@ -71,21 +69,23 @@ impl pb::environment_service_server::EnvironmentService for EnvironmentApi {
     ) -> Result<Response<pb::ListEnvironmentsResponse>, Status> {
         let caller = caller(&req)?;
         let req = req.into_inner();
-        let page = self.page(req.page_size, &req.page_token)?;
+        let scope = Scope::new("ListEnvironments", &caller.organization);
+        let page = page_request(&self.state, &scope, req.page_size, &req.page_token).await?;
         let after = page.after.map(|a| String::from_utf8_lossy(a.as_bytes()).into_owned());
         let mut environments = Vec::new();
-        let mut next_page_token = String::new();
+        let mut next = None;
         for info in self.state.directory.of_organization(&caller.organization) {
             if after.as_ref().is_some_and(|a| info.id.as_str() <= a.as_str()) {
                 continue;
             }
             if environments.len() == page.size {
                 let last = environments.last().map_or(String::new(), |e: &pb::Environment| e.id.clone());
-                next_page_token = token(Some(&Position::from_bytes(last.into_bytes())));
+                next = Some(Position::from_bytes(last.into_bytes()));
                 break;
             }
             environments.push(self.describe(info).await?);
         }
+        let next_page_token = next_page_token(&self.state, &scope, next.as_ref()).await?;
         Ok(Response::new(pb::ListEnvironmentsResponse { environments, next_page_token }))
     }
 
@@ -141,10 +141,11 @@ impl pb::environment_service_server::EnvironmentService for EnvironmentApi {
         let caller = caller(&req)?;
         let req = req.into_inner();
         let info = self.state.authorize(&caller, &req.environment, Permission::EnvironmentWrite).await?;
+        check_request_id(&req.request_id)?;
         if req.objects.is_empty() {
             return Err(bad_field("MISSING_FIELD", "objects", "objects must name at least one object"));
         }
-        let objects: Vec<ConfigObject> = req.objects.into_iter().map(ConfigObject::from).collect();
+        let objects = objects_from_proto(req.objects, "objects").map_err(non_finite)?;
         let written =
             environments::put_objects(&self.state, &caller, &info, objects, &req.expected_revisions, &req.request_id)
                 .await?;
@@ -171,7 +172,6 @@ impl pb::environment_service_server::EnvironmentService for EnvironmentApi {
         let caller = caller(&req)?;
         let req = req.into_inner();
         let info = self.state.authorize(&caller, &req.environment, Permission::EnvironmentRead).await?;
-        let page_request = self.page(req.page_size, &req.page_token)?;
         if info.catalog.get(&req.obj_code).is_none() {
             return Err(bad_field(
                 "UNKNOWN_TYPE",
@@ -179,17 +179,23 @@ impl pb::environment_service_server::EnvironmentService for EnvironmentApi {
                 format!("type {:?} is not in catalog {}", req.obj_code, info.catalog.name),
             ));
         }
+        let scope = Scope::new("ListObjects", &caller.organization)
+            .filter(&info.id)
+            .filter(&req.obj_code)
+            .filter(&req.name_prefix)
+            .filter(&req.parent_id);
+        let page_request = page_request(&self.state, &scope, req.page_size, &req.page_token).await?;
         let query = ObjectQuery { obj_code: req.obj_code, name_prefix: req.name_prefix, parent_id: req.parent_id };
-        let found = self.state.store.list_objects(&info.id, &query, &page_request).await.map_err(|e| {
-            if e.kind == promotion_store::StoreErrorKind::Corrupt && page_request.after.is_some() {
-                page(promotion_core::cursor::PageError::BadToken)
-            } else {
-                EnvError::from(e).into()
-            }
-        })?;
+        let (store, query, env) = (self.state.store.as_ref(), &query, info.id.as_str());
+        let found = bounded(page_request.clone(), PAGE_BYTES, item_len, |p| async move {
+            let found = store.list_objects(env, query, &p).await;
+            found.map(|page| page.map(|o| pb::ConfigObject::from(&o)))
+        })
+        .await
+        .map_err(|e| list_failure(e, &page_request))?;
         Ok(Response::new(pb::ListObjectsResponse {
-            objects: found.items.iter().map(Into::into).collect(),
-            next_page_token: token(found.next.as_ref()),
+            next_page_token: next_page_token(&self.state, &scope, found.next.as_ref()).await?,
+            objects: found.items,
         }))
     }
 
@@ -201,6 +207,7 @@ impl pb::environment_service_server::EnvironmentService for EnvironmentApi {
         let req = req.into_inner();
         let info = self.state.authorize(&caller, &req.environment, Permission::EnvironmentWrite).await?;
         let key = require_key(&req.obj_code, &req.id)?;
+        check_request_id(&req.request_id)?;
         let (deleted, revision) =
             environments::delete_object(&self.state, &caller, &info, &key, req.cascade, &req.request_id).await?;
         Ok(Response::new(pb::DeleteObjectResponse { deleted: deleted.iter().map(Into::into).collect(), revision }))

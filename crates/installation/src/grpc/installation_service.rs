@@ -4,15 +4,15 @@ use tonic::{Request, Response, Status};
 
 use super::commands::ForEnvironment;
 use super::convert::{installation_to_proto, pre_run_to_proto, EntryPage};
-use super::{check_request_id, require_uuid};
+use super::{check_request_id, list_failure, next_page_token, page_request, require_uuid};
 use crate::install::{create_installation, InstallRequest};
 use crate::installations::{get_installation, list_installations};
 use crate::pre_run::{create_pre_run, get_pre_run, PreRunRequest};
 use crate::rollback::rollback;
 use crate::state::State;
-use promotion_api::status::page;
+use promotion_api::convert::item_len;
 use promotion_api::v1 as pb;
-use promotion_core::cursor::{token, PageRequest};
+use promotion_core::cursor::{bounded, Scope, PAGE_BYTES};
 use promotion_core::identity::Permission;
 use promotion_serving::{caller, credentials};
 
@@ -77,26 +77,26 @@ impl pb::installation_service_server::InstallationService for InstallationApi {
     ) -> Result<Response<pb::ListInstallationsResponse>, Status> {
         let caller = caller(&req)?;
         let req = req.into_inner();
-        let l = &self.state.config.limits;
-        let page_request =
-            PageRequest::parse(req.page_size, &req.page_token, l.default_page_size, l.max_page_size).map_err(page)?;
+        let scope = Scope::new("ListInstallations", &caller.organization)
+            .filter(&req.package_id)
+            .filter(&req.destination_environment);
+        let page_request = page_request(&self.state, &scope, req.page_size, &req.page_token).await?;
         if !req.destination_environment.is_empty() {
             self.state.authorize(&caller, &req.destination_environment, Permission::InstallationRead).await?;
         }
-        let found =
-            list_installations(&self.state, &caller, &req.package_id, &req.destination_environment, &page_request)
-                .await
-                .map_err(|e| match e {
-                    crate::error::InstallError::Store(s)
-                        if s.kind == promotion_store::StoreErrorKind::Corrupt && page_request.after.is_some() =>
-                    {
-                        page(promotion_core::cursor::PageError::BadToken)
-                    }
-                    e => e.into(),
-                })?;
+        let (state, caller, req) = (self.state.as_ref(), &caller, &req);
+        let found = bounded(page_request.clone(), PAGE_BYTES, item_len, |p| async move {
+            let found = list_installations(state, caller, &req.package_id, &req.destination_environment, &p).await;
+            found.map(|page| page.map(|r| installation_to_proto(&r, EntryPage::NONE)))
+        })
+        .await
+        .map_err(|e| match e {
+            crate::error::InstallError::Store(s) => list_failure(s, &page_request),
+            e => e.into(),
+        })?;
         Ok(Response::new(pb::ListInstallationsResponse {
-            installations: found.items.iter().map(|r| installation_to_proto(r, EntryPage::NONE)).collect(),
-            next_page_token: token(found.next.as_ref()),
+            next_page_token: next_page_token(state, &scope, found.next.as_ref()).await?,
+            installations: found.items,
         }))
     }
 

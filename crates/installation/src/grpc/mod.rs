@@ -12,9 +12,11 @@ use std::sync::Arc;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::Router;
 
+use crate::environments::EnvError;
 use crate::state::State;
-use promotion_api::status::bad_field;
+use promotion_api::status::{bad_field, page};
 use promotion_api::v1 as pb;
+use promotion_core::cursor::{PageRequest, Position, Scope};
 use tonic::Status;
 
 /// Adds InstallationService and PromotionService behind the token check.
@@ -58,6 +60,28 @@ pub fn check_request_id(id: &str) -> Result<(), Status> {
     Ok(())
 }
 
+/// A list call's page request, its token checked against `scope`.
+pub async fn page_request(state: &State, scope: &Scope, size: i32, token: &str) -> Result<PageRequest, Status> {
+    let tokens = state.page_tokens().await.map_err(EnvError::from)?;
+    let l = &state.config.limits;
+    PageRequest::parse(tokens, scope, size, token, l.default_page_size, l.max_page_size).map_err(page)
+}
+
+/// The token of the page after `next` in `scope` (empty at the end).
+pub async fn next_page_token(state: &State, scope: &Scope, next: Option<&Position>) -> Result<String, Status> {
+    Ok(state.page_tokens().await.map_err(EnvError::from)?.token(scope, next))
+}
+
+/// A listing's store failure; a position a verified token carried that the store cannot
+/// resume from (it holds other data now) is the caller's stale token, not a failure.
+pub fn list_failure(e: promotion_store::StoreError, page_request: &PageRequest) -> Status {
+    if e.kind == promotion_store::StoreErrorKind::Corrupt && page_request.after.is_some() {
+        page(promotion_core::cursor::PageError::BadToken)
+    } else {
+        EnvError::from(e).into()
+    }
+}
+
 /// The AuditService both services serve reads this service's own trail.
 #[tonic::async_trait]
 impl promotion_serving::audit_service::AuditHost for State {
@@ -71,6 +95,10 @@ impl promotion_serving::audit_service::AuditHost for State {
 
     fn audit_table(&self) -> &dyn promotion_store::shared::AuditTable {
         self.store.as_ref()
+    }
+
+    async fn page_tokens(&self) -> Result<&promotion_core::cursor::PageTokens, promotion_store::StoreError> {
+        State::page_tokens(self).await
     }
 
     async fn audit_denied(&self, caller: &promotion_core::identity::Identity, denial: &promotion_core::AccessError) {

@@ -8,6 +8,7 @@ use tonic::{Code, Request, Status};
 
 use crate::package_source::{PackageInfo, PackageSource};
 use crate::plan::PackageContent;
+use promotion_api::convert::objects_from_proto;
 use promotion_api::status::{domain_code, metadata_of, reason_of};
 use promotion_api::v1 as pb;
 use promotion_core::identity::Credentials;
@@ -119,7 +120,14 @@ impl PackageSource for PackageClient {
                     content.source_environment = h.source_environment;
                 }
                 Some(pb::get_package_definition_response::Part::Entities(e)) => {
-                    content.objects.extend(e.objects.into_iter().map(Into::into));
+                    let objects = objects_from_proto(e.objects, "objects").map_err(|e| {
+                        UpstreamError::new(
+                            promotion_core::Code::DataLoss,
+                            "DEFINITION_CORRUPT",
+                            format!("the package definition holds {e}"),
+                        )
+                    })?;
+                    content.objects.extend(objects);
                     content.external_references.extend(e.external_references.into_iter().map(Into::into));
                 }
                 None => {}
@@ -130,6 +138,8 @@ impl PackageSource for PackageClient {
 
     async fn record_installation(&self, credentials: &Credentials, entry: &OutboxEntry) -> Result<(), UpstreamError> {
         let req = pb::RecordInstallationRequest {
+            // Idempotent by installation id already; every delivery is a fresh call.
+            request_id: String::new(),
             package_id: entry.package_id.clone(),
             package_version: entry.package_version,
             installation_id: entry.installation_id.clone(),

@@ -4,13 +4,15 @@ use tonic::{Request, Response, Status};
 
 use super::commands::{check_comment, ForEnvironment, OnRequest};
 use super::convert::{promotion_status_to_proto, promotion_to_proto as to_proto};
-use super::{check_request_id, require_uuid};
+use super::{check_request_id, next_page_token, page_request, require_uuid};
 use crate::promotions::{self, Attach, Decision};
 use crate::refusal::Refusal;
 use crate::state::State;
+use promotion_api::convert::item_len;
 use promotion_api::status::{access, bad_field, page};
 use promotion_api::v1 as pb;
-use promotion_core::cursor::{token, PageRequest};
+use promotion_core::cursor::{bounded, Page, PageRequest, Scope, PAGE_BYTES};
+use promotion_core::identity::Identity;
 use promotion_core::promotion::PromotionRecord;
 use promotion_core::AccessError;
 use promotion_serving::{caller, credentials};
@@ -24,9 +26,21 @@ impl PromotionApi {
         PromotionApi { state }
     }
 
-    fn page(&self, size: i32, token: &str) -> Result<PageRequest, Status> {
-        let l = &self.state.config.limits;
-        PageRequest::parse(size, token, l.default_page_size, l.max_page_size).map_err(page)
+    /// One byte-bounded page of the requests `filter` keeps, as messages.
+    async fn listed(
+        &self,
+        caller: &Identity,
+        filter: impl Fn(&PromotionRecord) -> bool + Send + Sync,
+        tasks_only: bool,
+        page: PageRequest,
+    ) -> Result<Page<pb::PromotionRequest>, Status> {
+        let (state, filter) = (self.state.as_ref(), &filter);
+        bounded(page.clone(), PAGE_BYTES, item_len, |p| async move {
+            let found = promotions::list(state, caller, filter, tasks_only, &p).await;
+            found.map(|page| page.map(|r| to_proto(&r)))
+        })
+        .await
+        .map_err(|e| bad_token(e, &page))
     }
 }
 
@@ -62,12 +76,12 @@ impl pb::promotion_service_server::PromotionService for PromotionApi {
         req: Request<pb::ListPromotionTasksRequest>,
     ) -> Result<Response<pb::ListPromotionTasksResponse>, Status> {
         let caller = caller(&req)?;
-        let page = self.page(req.get_ref().page_size, &req.get_ref().page_token)?;
-        let found =
-            promotions::list(&self.state, &caller, |_| true, true, &page).await.map_err(|e| bad_token(e, &page))?;
+        let scope = Scope::new("ListPromotionTasks", &caller.organization);
+        let page = page_request(&self.state, &scope, req.get_ref().page_size, &req.get_ref().page_token).await?;
+        let found = self.listed(&caller, |_| true, true, page).await?;
         Ok(Response::new(pb::ListPromotionTasksResponse {
-            promotion_requests: found.items.iter().map(to_proto).collect(),
-            next_page_token: token(found.next.as_ref()),
+            next_page_token: next_page_token(&self.state, &scope, found.next.as_ref()).await?,
+            promotion_requests: found.items,
         }))
     }
 
@@ -77,7 +91,11 @@ impl pb::promotion_service_server::PromotionService for PromotionApi {
     ) -> Result<Response<pb::ListPromotionRequestsResponse>, Status> {
         let caller = caller(&req)?;
         let req = req.into_inner();
-        let page = self.page(req.page_size, &req.page_token)?;
+        let scope = Scope::new("ListPromotionRequests", &caller.organization)
+            .filter(&req.environment)
+            .filter(req.status)
+            .filter(&req.package_id);
+        let page = page_request(&self.state, &scope, req.page_size, &req.page_token).await?;
         if !req.environment.is_empty() && self.state.directory.visible(&caller, &req.environment).is_none() {
             return Err(access(AccessError::EnvironmentNotFound(req.environment.clone())));
         }
@@ -93,11 +111,10 @@ impl pb::promotion_service_server::PromotionService for PromotionApi {
                 && (req.package_id.is_empty() || r.package_id == req.package_id)
                 && wanted.is_none_or(|s| promotion_status_to_proto(r.status) == s)
         };
-        let found =
-            promotions::list(&self.state, &caller, filter, false, &page).await.map_err(|e| bad_token(e, &page))?;
+        let found = self.listed(&caller, filter, false, page).await?;
         Ok(Response::new(pb::ListPromotionRequestsResponse {
-            promotion_requests: found.items.iter().map(to_proto).collect(),
-            next_page_token: token(found.next.as_ref()),
+            next_page_token: next_page_token(&self.state, &scope, found.next.as_ref()).await?,
+            promotion_requests: found.items,
         }))
     }
 

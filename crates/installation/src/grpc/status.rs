@@ -6,7 +6,7 @@ use crate::environments::EnvError;
 use crate::error::InstallError;
 use crate::promotions::{self, PromotionError};
 use crate::refusal::Refusal;
-use promotion_api::status::{access, status, store_failure, upstream};
+use promotion_api::status::{access, listed, status, store_failure, upstream};
 use promotion_core::promotion::PromotionStatus;
 
 impl From<Refusal> for Status {
@@ -40,11 +40,15 @@ impl From<EnvError> for Status {
                 status(Code::Aborted, crate::environments::REVISION_MISMATCH, message, [("objects", objects.join(","))])
             }
             EnvError::Conflict { reason, objects, .. } => {
-                status(Code::FailedPrecondition, reason, message, [("objects", objects.join(","))])
+                let (shown, count) = listed(&objects);
+                status(Code::FailedPrecondition, reason, message, [("objects", shown), ("count", count)])
             }
-            EnvError::TooLarge { field, .. } => {
-                status(Code::ResourceExhausted, "LIMIT_EXCEEDED", message, [("field", field)])
-            }
+            EnvError::TooLarge { limit, field, .. } => status(
+                Code::ResourceExhausted,
+                "LIMIT_EXCEEDED",
+                message,
+                [("field", field), ("limit", limit.to_string())],
+            ),
             EnvError::Refused(r) => r.into(),
             EnvError::Store(e) => store_failure(e.is_unavailable(), &e.message),
         }
@@ -53,7 +57,6 @@ impl From<EnvError> for Status {
 
 impl From<InstallError> for Status {
     fn from(e: InstallError) -> Status {
-        let list = |items: &[String]| items.join("; ");
         match e {
             InstallError::Refused(r) => r.into(),
             InstallError::Upstream(e) => upstream(e),
@@ -85,24 +88,33 @@ impl From<InstallError> for Status {
                 format!("pre-run {id} has expired; run a new one"),
                 [("pre_run_id", id)],
             ),
-            InstallError::PreRunStale(items) => status(
-                Code::Aborted,
-                "PRE_RUN_STALE",
-                format!("the destination or package changed since the pre-run; nothing was written: {}", list(&items)),
-                [("entries", list(&items))],
-            ),
-            InstallError::InvalidTranslationMap(items) => status(
-                Code::FailedPrecondition,
-                "INVALID_TRANSLATION_MAP",
-                format!("the translation map has invalid entries; nothing was written: {}", list(&items)),
-                [("entries", list(&items))],
-            ),
-            InstallError::ObjectsModified(items) => status(
-                Code::FailedPrecondition,
-                "OBJECTS_MODIFIED_SINCE_INSTALL",
-                format!("objects changed since the installation (roll back with force to discard those changes): {}", list(&items)),
-                [("objects", list(&items))],
-            ),
+            InstallError::PreRunStale(items) => {
+                let (shown, count) = listed(&items);
+                status(
+                    Code::Aborted,
+                    "PRE_RUN_STALE",
+                    format!("{count} entries changed since the pre-run; nothing was written; a new pre-run (CreatePreRun) shows the current plan: {shown}"),
+                    [("entries", shown), ("count", count)],
+                )
+            }
+            InstallError::InvalidTranslationMap(items) => {
+                let (shown, count) = listed(&items);
+                status(
+                    Code::FailedPrecondition,
+                    "INVALID_TRANSLATION_MAP",
+                    format!("{count} translation map entries are invalid; nothing was written; GetPreRun shows each entry's reason: {shown}"),
+                    [("entries", shown), ("count", count)],
+                )
+            }
+            InstallError::ObjectsModified(items) => {
+                let (shown, count) = listed(&items);
+                status(
+                    Code::FailedPrecondition,
+                    "OBJECTS_MODIFIED_SINCE_INSTALL",
+                    format!("{count} objects changed since the installation (roll back with force to discard those changes; GetInstallation lists what it wrote): {shown}"),
+                    [("objects", shown), ("count", count)],
+                )
+            }
             InstallError::InvalidState { reason, message } => status(Code::FailedPrecondition, reason, message, []),
             InstallError::NoPackageService => status(
                 Code::FailedPrecondition,

@@ -9,13 +9,15 @@ use crate::definitions::Content;
 use crate::record_installation::InstallationReport;
 use crate::replace::{Definition, Replacement};
 use crate::update::Changes;
-use promotion_api::status::status;
+use promotion_api::convert::objects_from_proto;
+use promotion_api::status::{non_finite, status};
 use promotion_api::v1 as pb;
 
 /// A command on one package.
 pub struct OnPackage<T> {
     pub id: String,
     pub etag: String,
+    pub request_id: String,
     pub command: T,
 }
 
@@ -32,25 +34,30 @@ impl From<pb::CreatePackageRequest> for NewPackage {
     }
 }
 
-impl From<pb::ReplacePackageRequest> for OnPackage<Replacement> {
-    fn from(r: pb::ReplacePackageRequest) -> Self {
+impl TryFrom<pb::ReplacePackageRequest> for OnPackage<Replacement> {
+    type Error = Status;
+
+    fn try_from(r: pb::ReplacePackageRequest) -> Result<Self, Status> {
         use pb::replace_package_request::Definition as Def;
-        let definition = r.definition.map(|d| match d {
-            Def::ObjectCollections(c) => Definition::Extract(c.collections.into_iter().map(Into::into).collect()),
-            Def::Entities(e) => Definition::Given(Content {
-                objects: e.objects.into_iter().map(Into::into).collect(),
+        let definition = match r.definition {
+            None => None,
+            Some(Def::ObjectCollections(c)) => {
+                Some(Definition::Extract(c.collections.into_iter().map(Into::into).collect()))
+            }
+            Some(Def::Entities(e)) => Some(Definition::Given(Content {
+                objects: objects_from_proto(e.objects, "entities.objects").map_err(non_finite)?,
                 external_references: e.external_references.into_iter().map(Into::into).collect(),
-            }),
-        });
+            })),
+        };
         let command = Replacement {
             name: r.name,
             description: r.description,
             is_private: r.is_private,
             definition,
             etag: r.etag.clone(),
-            request_id: r.request_id,
+            request_id: r.request_id.clone(),
         };
-        OnPackage { id: r.id, etag: r.etag, command }
+        Ok(OnPackage { id: r.id, etag: r.etag, request_id: r.request_id, command })
     }
 }
 
@@ -62,7 +69,7 @@ impl TryFrom<pb::UpdatePackageRequest> for OnPackage<Changes> {
             status(Code::InvalidArgument, "MISSING_FIELD", "package is required", [("field", "package".into())])
         })?;
         let command = changes_from_mask(&package, r.update_mask)?;
-        Ok(OnPackage { id: package.id, etag: package.etag, command })
+        Ok(OnPackage { id: package.id, etag: package.etag, request_id: r.request_id, command })
     }
 }
 
@@ -73,6 +80,7 @@ impl From<pb::RecordInstallationRequest> for InstallationReport {
             package_version: r.package_version,
             installation_id: r.installation_id,
             destination_environment: r.destination_environment,
+            request_id: r.request_id,
         }
     }
 }

@@ -8,6 +8,7 @@ use tonic::{Code, Request, Status};
 
 use crate::extraction::EXPORT_DEADLINE;
 use crate::source::{Exported, ObjectSource};
+use promotion_api::convert::objects_from_proto;
 use promotion_api::status::{metadata_of, reason_of};
 use promotion_api::v1 as pb;
 use promotion_core::directory::EnvironmentInfo;
@@ -72,7 +73,8 @@ async fn export(
     while let Some(chunk) = stream.message().await.map_err(|s| explain(&s, environment, roots))? {
         exported.warnings.extend(chunk.warnings);
         let content = &mut exported.content;
-        content.objects.extend(chunk.objects.into_iter().map(Into::into));
+        let objects = objects_from_proto(chunk.objects, "objects").map_err(|e| format!("the export holds {e}"))?;
+        content.objects.extend(objects);
         content.external_references.extend(chunk.external_references.into_iter().map(Into::into));
         if content.objects.len() > max_objects {
             return Err(format!(

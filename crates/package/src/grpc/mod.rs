@@ -41,6 +41,10 @@ impl promotion_serving::audit_service::AuditHost for State {
         self.store.as_ref()
     }
 
+    async fn page_tokens(&self) -> Result<&promotion_core::cursor::PageTokens, promotion_store::StoreError> {
+        State::page_tokens(self).await
+    }
+
     async fn audit_denied(&self, caller: &promotion_core::identity::Identity, denial: &promotion_core::AccessError) {
         State::audit_denied(self, caller, denial).await
     }

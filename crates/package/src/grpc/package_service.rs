@@ -18,8 +18,8 @@ use crate::update::{update, Changes};
 use crate::validate::validate_package_id;
 use crate::watch::Change;
 use crate::PackageError;
+use promotion_api::convert::item_len;
 use promotion_api::v1 as pb;
-use promotion_core::cursor::token;
 use promotion_core::identity::Credentials;
 use promotion_serving::caller;
 
@@ -65,10 +65,11 @@ impl pb::package_service_server::PackageService for PackageApi {
             source_environment: r.source_environment,
             show_retired: r.show_retired,
         };
-        let page = read::list(&self.state, &caller, query).await?;
+        let (packages, next_page_token) =
+            read::list(&self.state, &caller, query, |p| item_len(&package_to_proto(p))).await?;
         Ok(Response::new(pb::ListPackagesResponse {
-            packages: page.items.iter().map(package_to_proto).collect(),
-            next_page_token: token(page.next.as_ref()),
+            packages: packages.iter().map(package_to_proto).collect(),
+            next_page_token,
         }))
     }
 
@@ -109,7 +110,7 @@ impl pb::package_service_server::PackageService for PackageApi {
     async fn replace_package(&self, req: Request<pb::ReplacePackageRequest>) -> Result<Response<pb::Package>, Status> {
         let caller = caller(&req)?;
         let token = promotion_serving::credentials(&req).ok();
-        let r = OnPackage::<Replacement>::from(req.into_inner());
+        let r = OnPackage::<Replacement>::try_from(req.into_inner())?;
         let outcome = replace(&self.state, &caller, &r.id, r.command).await?;
         self.start(outcome.extraction, token);
         Ok(Response::new(package_to_proto(&outcome.package)))
@@ -119,7 +120,7 @@ impl pb::package_service_server::PackageService for PackageApi {
         let caller = caller(&req)?;
         let token = promotion_serving::credentials(&req).ok();
         let r = OnPackage::<Changes>::try_from(req.into_inner())?;
-        let outcome = update(&self.state, &caller, &r.id, &r.etag, r.command).await?;
+        let outcome = update(&self.state, &caller, &r.id, &r.etag, r.command, &r.request_id).await?;
         self.start(outcome.extraction, token);
         Ok(Response::new(package_to_proto(&outcome.package)))
     }
@@ -130,7 +131,7 @@ impl pb::package_service_server::PackageService for PackageApi {
     ) -> Result<Response<pb::DeletePackageResponse>, Status> {
         let caller = caller(&req)?;
         let r = req.into_inner();
-        delete(&self.state, &caller, &r.id, &r.etag).await?;
+        delete(&self.state, &caller, &r.id, &r.etag, &r.request_id).await?;
         Ok(Response::new(pb::DeletePackageResponse {}))
     }
 

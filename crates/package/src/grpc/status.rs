@@ -48,9 +48,12 @@ impl From<PackageError> for Status {
             PackageError::EtagMismatch { id, .. } => {
                 status(Code::Aborted, "ETAG_MISMATCH", message, [("package_id", id)])
             }
-            PackageError::TooLarge { field, .. } => {
-                status(Code::ResourceExhausted, "LIMIT_EXCEEDED", message, [("field", field)])
-            }
+            PackageError::TooLarge { limit, field, .. } => status(
+                Code::ResourceExhausted,
+                "LIMIT_EXCEEDED",
+                message,
+                [("field", field), ("limit", limit.to_string())],
+            ),
             PackageError::Store(e) => store_failure(e.is_unavailable(), &e.message),
         }
     }
