@@ -596,22 +596,27 @@ async fn names_with_control_characters_are_printed_escaped() {
     let erin = User::login(&dev, "erin");
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("evil.json");
-    let name = "Evil\u{1b}[2J\u{1b}]0;owned\u{7} \u{202e}dlrow";
-    std::fs::write(&file, serde_json::json!({"objCode": "GROUP", "name": name}).to_string()).unwrap();
+    let evil = "Evil\u{1b}[2J\u{1b}]0;owned\u{7} \u{202e}dlrow";
+    // The services refuse such a name (every path into a store does) ...
+    std::fs::write(&file, serde_json::json!({"objCode": "GROUP", "name": evil}).to_string()).unwrap();
+    let refused = erin.run(&["objects", "put", "--env", "dev", file.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&refused.stderr).to_string();
+    assert!(!refused.status.success() && text.contains("INVALID_NAME"), "{text}");
+    // ... and field values holding escapes are printed escaped.
+    let fields = serde_json::json!({"objCode": "GROUP", "name": "Evil fields", "fields": {"description": evil}});
+    std::fs::write(&file, fields.to_string()).unwrap();
     let id = erin.id(&["objects", "put", "--env", "dev", file.to_str().unwrap()]);
     for args in [
-        vec!["objects", "list", "--env", "dev", "--type", "GROUP"],
         vec!["objects", "show", "--env", "dev", "GROUP", id.as_str()],
-        vec!["objects", "list", "--env", "dev", "--type", "GROUP", "--color", "always"],
+        vec!["objects", "show", "--env", "dev", "GROUP", id.as_str(), "--color", "always"],
     ] {
         let out = erin.run(&args);
         let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
         let raw = text.replace("\x1b[1m", "").replace("\x1b[2m", "").replace("\x1b[0m", "");
         assert!(!raw.contains('\x1b') && !raw.contains('\u{7}') && !raw.contains('\u{202e}'), "{text:?}");
-        assert!(text.contains("Evil\\x1b[2J\\x1b]0;owned\\x07 \\u{202e}dlrow"), "visibly escaped: {text}");
     }
-    // Scripts get the name as it is, JSON-escaped.
-    assert_eq!(erin.json(&["objects", "show", "--env", "dev", "GROUP", &id])["name"], name);
+    // Scripts get the value as it is, JSON-escaped.
+    assert_eq!(erin.json(&["objects", "show", "--env", "dev", "GROUP", &id])["fields"]["description"], evil);
 }
 
 #[tokio::test]

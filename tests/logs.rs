@@ -122,6 +122,7 @@ async fn each_mutating_call_is_one_info_line_with_actor_environment_code_and_dur
     let update = pb::UpdatePackageRequest {
         package: Some(pb::Package { id: created.id.clone(), name: "Logged package v2".into(), ..Default::default() }),
         update_mask: Some(prost_types::FieldMask { paths: vec!["name".into()] }),
+        request_id: String::new(),
     };
     alice.packages.clone().update_package(update).await.unwrap();
 

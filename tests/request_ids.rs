@@ -199,7 +199,12 @@ async fn a_replay_returns_the_first_response_and_another_body_is_refused() {
         async move {
             let name = if other { "Request id group b" } else { "Request id group a" };
             let group = pb::ConfigObject { obj_code: "GROUP".into(), name: name.into(), ..Default::default() };
-            let req = pb::PutObjectsRequest { environment: "dev".into(), objects: vec![group], request_id };
+            let req = pb::PutObjectsRequest {
+                environment: "dev".into(),
+                objects: vec![group],
+                request_id,
+                ..Default::default()
+            };
             e.put_objects(req).await.map(|r| format!("{:?}", r.into_inner()))
         }
     })

@@ -742,7 +742,10 @@ mod tests {
             }];
             assert_eq!(export(store, "dev", &wf, &roots).await.unwrap().objects.len(), 2);
             let c = owned(obj("GROUP", 3, "c"), &a);
-            assert_eq!(reason(plan_put(store, "dev", &wf, vec![c]).await.unwrap_err()), "PARENT_CYCLE");
+            assert_eq!(
+                reason(plan_put(store, "dev", &wf, vec![c], &HashMap::new()).await.unwrap_err()),
+                "PARENT_CYCLE"
+            );
         }
     }
 

@@ -302,7 +302,8 @@ pub async fn promote(session: &Session, out: &Out, a: PromoteArgs) -> Result<(),
     let result = finish_promotion(session, out, &a, package.clone(), kind).await;
     if result.is_err() && created {
         // No package left behind half-way: this command made it, and nobody asked for it.
-        let request = pb::DeletePackageRequest { id: package.id.clone(), etag: String::new() };
+        let request =
+            pb::DeletePackageRequest { id: package.id.clone(), etag: String::new(), request_id: new_request_id() };
         match session.packages().await?.delete_package(session.request(request)).await {
             Ok(_) => note(out, format!("Deleted package {} again: the promotion did not go through", package.id)),
             Err(e) => note(out, format!("Could not delete package {} again: {}", package.id, CliError::from(e))),
