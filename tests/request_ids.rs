@@ -25,6 +25,7 @@ const MUTATING: &[&str] = &[
     "RollbackInstallation",
     "RequestPromotion",
     "AcceptPromotionRequest",
+    "AttachPreRun",
     "RejectPromotionRequest",
     "CancelPromotionRequest",
 ];
@@ -315,6 +316,26 @@ async fn a_replay_returns_the_first_response_and_another_body_is_refused() {
         async move {
             let req = pb::AcceptPromotionRequestRequest { id, prune_children: other, request_id, ..Default::default() };
             b.accept_promotion_request(req).await.map(|r| format!("{} {}", r.get_ref().id, r.get_ref().installation_id))
+        }
+    })
+    .await;
+    let promoted = admin.promotions.get_promotion_request(pb::GetPromotionRequestRequest { id: decided[1].clone() });
+    let promoted = promoted.await.unwrap().into_inner();
+    let mut pre_runs = Vec::new();
+    for _ in 0..2 {
+        let req = pb::CreatePreRunRequest {
+            package_id: promoted.package_id.clone(),
+            package_version: promoted.package_version,
+            destination_environment: "qa".into(),
+            ..Default::default()
+        };
+        pre_runs.push(bob.installations.create_pre_run(req).await.unwrap().into_inner().id);
+    }
+    check("AttachPreRun", 23, |request_id, other| {
+        let (mut b, id, pre_run_id) = (b.clone(), decided[1].clone(), pre_runs[usize::from(other)].clone());
+        async move {
+            let req = pb::AttachPreRunRequest { id, pre_run_id, request_id };
+            b.attach_pre_run(req).await.map(|r| format!("{} {}", r.get_ref().id, r.get_ref().pre_run_id))
         }
     })
     .await;

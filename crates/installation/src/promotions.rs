@@ -517,8 +517,12 @@ pub async fn close(
 ) -> Result<PromotionRecord, PromotionError> {
     let decision = if cancel { "cancel" } else { "reject" };
     let method = if cancel { "CancelPromotionRequest" } else { "RejectPromotionRequest" };
-    let use_ =
-        RequestUse::new(caller, request_id, method, &DecisionBody { id, decision, comment: &comment, replan: false, install: None });
+    let use_ = RequestUse::new(
+        caller,
+        request_id,
+        method,
+        &DecisionBody { id, decision, comment: &comment, replan: false, install: None },
+    );
     let current = get(state, caller, id).await?;
     let tx = state.store.lock(&current.target_environment).await?;
     if first(use_.as_ref(), state.store.as_ref()).await?.is_some() {
