@@ -179,6 +179,7 @@ fn main() -> ExitCode {
 }
 
 fn run_async(command: Command) -> Result<(), String> {
+    promotion_serving::memory::configure_allocator();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
     runtime.block_on(async move {
         match command {

@@ -11,7 +11,7 @@ use promotion_api::v1 as pb;
 use proptest::prelude::*;
 use prost_types::{value::Kind, ListValue, Struct, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tonic::{Code, Request, Status};
 
 /// Every reason a hostile input may be refused with; each is in the README's error model.
@@ -252,19 +252,6 @@ async fn still_serving(c: &mut Clients) {
     who.expect("the package service is still serving");
 }
 
-async fn wait_built(c: &mut Clients, id: &str) -> pb::Package {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let p = timely("GetPackage", c.packages.get_package(pb::GetPackageRequest { id: id.into() })).await.unwrap();
-        let p = p.into_inner();
-        if p.status != pb::PackageStatus::Extracting as i32 {
-            return p;
-        }
-        assert!(Instant::now() < deadline, "package {id} is still EXTRACTING");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 async fn preview(c: &mut Clients, p: &pb::Package) {
     let package = pb::Package {
         id: p.id.clone(),
@@ -347,7 +334,7 @@ async fn put_case(c: &mut Clients, shapes: Vec<Shape>) {
         ..Default::default()
     };
     let package = timely("CreatePackage", c.packages.create_package(with_deadline(create))).await.unwrap().into_inner();
-    let package = wait_built(c, &package.id).await;
+    let package = extracted(c, &package.id).await;
     assert_eq!(package.status, pb::PackageStatus::Building as i32, "extraction failed: {}", package.failure_reason);
     read_definition(c, &package.id).await;
     preview(c, &package).await;
@@ -556,7 +543,7 @@ fn create_installation_refuses_or_applies_every_hostile_override() {
             ..Default::default()
         };
         let package = c.packages.create_package(create).await.unwrap().into_inner();
-        let package = wait_built(&mut c, &package.id).await;
+        let package = extracted(&mut c, &package.id).await;
         preview(&mut c, &package).await;
         (s, c, package, ids)
     });

@@ -8,7 +8,6 @@ mod common;
 use common::*;
 use promotion_api::v1 as pb;
 use std::future::Future;
-use std::time::{Duration, Instant};
 use tonic::{Code, Status};
 
 /// Every mutating RPC; the table below covers each.
@@ -76,18 +75,6 @@ where
     first
 }
 
-async fn built(c: &mut Clients, id: &str) -> pb::Package {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let p = c.packages.get_package(pb::GetPackageRequest { id: id.into() }).await.unwrap().into_inner();
-        if p.status != pb::PackageStatus::Extracting as i32 {
-            return p;
-        }
-        assert!(Instant::now() < deadline, "still extracting");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 fn mask(path: &str) -> Option<prost_types::FieldMask> {
     Some(prost_types::FieldMask { paths: vec![path.into()] })
 }
@@ -99,35 +86,7 @@ async fn new_package(c: &mut Clients, name: &str) -> pb::Package {
 
 /// A PREVIEW package of one dev group, ready to install into qa.
 async fn installable(c: &mut Clients, name: &str) -> pb::Package {
-    let groups = pb::ListObjectsRequest {
-        environment: "dev".into(),
-        obj_code: "GROUP".into(),
-        page_size: 1,
-        ..Default::default()
-    };
-    let group = c.environments.list_objects(groups).await.unwrap().into_inner().objects.remove(0);
-    let roots = vec![pb::ObjectCollection {
-        obj_code: "GROUP".into(),
-        entities: vec![pb::EntityRef { id: group.id, name: String::new() }],
-    }];
-    let req = pb::CreatePackageRequest {
-        name: name.into(),
-        source_environment: "dev".into(),
-        object_collections: roots,
-        ..Default::default()
-    };
-    let p = c.packages.create_package(req).await.unwrap().into_inner();
-    let p = built(c, &p.id).await;
-    let update = pb::UpdatePackageRequest {
-        package: Some(pb::Package {
-            id: p.id.clone(),
-            status: pb::PackageStatus::Preview as i32,
-            ..Default::default()
-        }),
-        update_mask: mask("status"),
-        ..Default::default()
-    };
-    c.packages.update_package(update).await.unwrap().into_inner()
+    group_package(c, name, &[pb::PackageStatus::Preview]).await
 }
 
 #[tokio::test]

@@ -360,3 +360,50 @@ pub fn demo_objects(environment: &str) -> Vec<promotion_core::objects::ConfigObj
         serde_json::from_str(include_str!("../../crates/dev/demo.json")).expect("demo.json is JSON");
     serde_json::from_value(demo[environment].clone()).unwrap_or_default()
 }
+
+/// Waits until a package has left EXTRACTING (whatever it became).
+pub async fn extracted(c: &mut Clients, id: &str) -> pb::Package {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let p = c.packages.get_package(pb::GetPackageRequest { id: id.into() }).await.unwrap().into_inner();
+        if p.status != pb::PackageStatus::Extracting as i32 {
+            return p;
+        }
+        assert!(Instant::now() < deadline, "package {id} is still EXTRACTING");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Moves a package to `status` (UpdatePackage with the status mask, no etag).
+pub async fn set_package_status(c: &mut Clients, id: &str, status: pb::PackageStatus) -> pb::Package {
+    let package = pb::Package { id: id.into(), status: status as i32, ..Default::default() };
+    let mask = Some(prost_types::FieldMask { paths: vec!["status".into()] });
+    let req = pb::UpdatePackageRequest { package: Some(package), update_mask: mask, ..Default::default() };
+    c.packages.update_package(req).await.unwrap().into_inner()
+}
+
+/// A package of one `dev` group, extracted and then moved through `statuses`.
+pub async fn group_package(c: &mut Clients, name: &str, statuses: &[pb::PackageStatus]) -> pb::Package {
+    let groups = pb::ListObjectsRequest {
+        environment: "dev".into(),
+        obj_code: "GROUP".into(),
+        page_size: 1,
+        ..Default::default()
+    };
+    let group = c.environments.list_objects(groups).await.unwrap().into_inner().objects.remove(0);
+    let req = pb::CreatePackageRequest {
+        name: name.into(),
+        source_environment: "dev".into(),
+        object_collections: vec![pb::ObjectCollection {
+            obj_code: "GROUP".into(),
+            entities: vec![pb::EntityRef { id: group.id, name: String::new() }],
+        }],
+        ..Default::default()
+    };
+    let p = c.packages.create_package(req).await.unwrap().into_inner();
+    let mut p = extracted(c, &p.id).await;
+    for s in statuses {
+        p = set_package_status(c, &p.id, *s).await;
+    }
+    p
+}

@@ -104,6 +104,17 @@ pub fn listed(items: &[String]) -> (String, String) {
     (joined, items.len().to_string())
 }
 
+/// RESOURCE_EXHAUSTED with `reason`, a `google.rpc.RetryInfo` saying when to try again,
+/// and that delay in the ErrorInfo metadata (`retry_after_seconds`) for clients that read
+/// only ErrorInfo.
+pub fn retry_later(reason: &str, message: impl Into<String>, after: std::time::Duration) -> Status {
+    let seconds = after.as_secs().max(1);
+    let metadata = HashMap::from([("retry_after_seconds".to_string(), seconds.to_string())]);
+    let mut details = ErrorDetails::with_error_info(reason, ERROR_DOMAIN, metadata);
+    details.set_retry_info(Some(std::time::Duration::from_secs(seconds)));
+    Status::with_error_details(Code::ResourceExhausted, bounded(message.into()), details)
+}
+
 /// The reason of a status built by [`status`], for tests and clients.
 pub fn reason_of(status: &Status) -> Option<String> {
     status.get_details_error_info().map(|info| info.reason)

@@ -120,6 +120,8 @@ pub struct Limits {
     /// Bound on one package definition (the encoded size of all its items), checked
     /// before it is stored.
     pub max_definition_bytes: usize,
+    /// The embedded store's page cache per service (sled's `cache_capacity`).
+    pub store_cache_bytes: u64,
 }
 
 fn default_max_definition_bytes() -> usize {
@@ -137,6 +139,7 @@ impl Default for Limits {
             pre_run_ttl_seconds: 24 * 3600,
             stream_chunk_bytes: 512 * 1024,
             max_definition_bytes: default_max_definition_bytes(),
+            store_cache_bytes: 64 * 1024 * 1024,
         }
     }
 }

@@ -17,7 +17,7 @@ use crate::fetch::fetch;
 use crate::idempotency::{first, RequestUse};
 use crate::installations::get_installation;
 use crate::plan::{self, Override, PackageContent, Plan};
-use crate::pre_run::{check_pre_run, get_pre_run};
+use crate::pre_run::{check_pre_run, readable_pre_run};
 use crate::state::{State, SERVICE_NAME};
 
 #[derive(Serialize)]
@@ -49,7 +49,7 @@ async fn usable_pre_run(
     dest: &EnvironmentInfo,
     req: &InstallRequest,
 ) -> Result<PreRunRecord, InstallError> {
-    let pre_run = get_pre_run(state, caller, &req.pre_run_id).await?;
+    let pre_run = readable_pre_run(state, caller, &req.pre_run_id).await?;
     check_pre_run(&pre_run, &dest.id, &req.package_id, req.package_version)?;
     Ok(pre_run)
 }

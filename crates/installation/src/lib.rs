@@ -19,6 +19,7 @@ pub mod recovery;
 pub mod refusal;
 pub mod rollback;
 pub mod server;
+pub mod stale_promotions;
 pub mod state;
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use promotion_core::audit::AuditEvent;
 use promotion_core::directory::EnvironmentInfo;
-use promotion_core::identity::{Credentials, Identity};
+use promotion_core::identity::{Credentials, Identity, Permission};
 use promotion_core::records::PreRunRecord;
 use promotion_store::installation::{EnvWrite, Record};
 
@@ -101,9 +101,11 @@ pub(crate) fn check_pre_run(
     version: i64,
 ) -> Result<(), InstallError> {
     if pre_run.destination != dest || pre_run.package_id != package_id {
+        // Names only what the caller asked for, never the pre-run's own package or
+        // destination.
         return Err(InstallError::PreRunMismatch(format!(
-            "pre-run {} is for package {} into {}, not package {package_id} into {dest}",
-            pre_run.id, pre_run.package_id, pre_run.destination
+            "pre-run {} is not a plan of package {package_id} into {dest}",
+            pre_run.id
         )));
     }
     if version != 0 && version != pre_run.package_version {
@@ -116,6 +118,16 @@ pub(crate) fn check_pre_run(
         return Err(InstallError::PreRunExpired(pre_run.id.clone()));
     }
     Ok(())
+}
+
+/// A pre-run the caller may follow or attach: one of an environment they cannot read does
+/// not exist for them.
+pub async fn readable_pre_run(state: &State, caller: &Identity, id: &str) -> Result<PreRunRecord, InstallError> {
+    let pre_run = get_pre_run(state, caller, id).await?;
+    if !caller.allows(Permission::InstallationRead, &pre_run.destination) {
+        return Err(InstallError::PreRunNotFound(pre_run.id));
+    }
+    Ok(pre_run)
 }
 
 /// A pre-run the caller's organization owns.

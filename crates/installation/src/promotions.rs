@@ -22,7 +22,7 @@ use crate::idempotency::{first, RequestUse};
 use crate::install::{install_locked, prepare, Companion, InstallRequest};
 use crate::package_source::PackageInfo;
 use crate::plan::{Override, PackageContent};
-use crate::pre_run::{check_pre_run, get_pre_run, planned, store_pre_run};
+use crate::pre_run::{check_pre_run, planned, readable_pre_run, store_pre_run};
 use crate::refusal::Refusal;
 use crate::state::{State, SERVICE_NAME};
 
@@ -115,7 +115,7 @@ pub async fn request(
     let carried = if req.pre_run_id.is_empty() {
         Carried::ToPlan(content(state, credentials, &info.id, version).await?)
     } else {
-        let pre_run = get_pre_run(state, caller, &req.pre_run_id).await?;
+        let pre_run = readable_pre_run(state, caller, &req.pre_run_id).await?;
         check_pre_run(&pre_run, &target.id, &info.id, version)?;
         Carried::PreRun(pre_run.id)
     };
@@ -417,7 +417,7 @@ pub struct Attach {
 pub async fn attach(state: &State, caller: &Identity, id: &str, a: Attach) -> Result<PromotionRecord, PromotionError> {
     let use_ = RequestUse::new(caller, &a.request_id, "AttachPreRun", &(id, &a));
     let current = pending_for_decision(state, caller, id).await?;
-    let pre_run = get_pre_run(state, caller, &a.pre_run_id).await?;
+    let pre_run = readable_pre_run(state, caller, &a.pre_run_id).await?;
     check_pre_run(&pre_run, &current.target_environment, &current.package_id, current.package_version)?;
     let tx = state.store.lock(&current.target_environment).await?;
     if first(use_.as_ref(), state.store.as_ref()).await?.is_some() {

@@ -29,7 +29,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Opens the store and builds the shared handler state.
 pub fn open(config: Config) -> Result<Arc<State>, BoxError> {
     let catalogs = config.validate(ServiceKind::Installation).map_err(|p| p.join("; "))?;
-    let store = promotion_store::open_installation_store(&config.data_dir)?;
+    let store = promotion_store::open_installation_store_cached(&config.data_dir, config.limits.store_cache_bytes)?;
     let signer = Arc::new(TokenSigner::new(config.auth.signing_key.as_bytes(), &config.auth.issuer));
     let directory = Directory::from_config(&config, &catalogs);
     let packages = match config.package_service.as_deref() {

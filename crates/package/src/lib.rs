@@ -15,6 +15,7 @@ pub mod replace;
 pub mod server;
 pub mod source;
 pub mod state;
+pub mod throttle;
 pub mod update;
 pub mod validate;
 pub mod watch;

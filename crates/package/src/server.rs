@@ -28,7 +28,7 @@ pub async fn run(
 ) -> Result<(), BoxError> {
     let catalogs = config.validate(ServiceKind::Package).map_err(|p| p.join("; "))?;
     let (health, health_service) = Health::new(SERVICES.to_vec()).await;
-    let store = promotion_store::open_package_store(&config.data_dir)?;
+    let store = promotion_store::open_package_store_cached(&config.data_dir, config.limits.store_cache_bytes)?;
     let sized = store.clone();
     let admin = Admin::start(config.admin_listen, "package", Arc::new(move || sized.size_on_disk())).await?;
     let signer = Arc::new(TokenSigner::new(config.auth.signing_key.as_bytes(), &config.auth.issuer));

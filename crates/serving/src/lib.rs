@@ -2,6 +2,8 @@
 //! health and reflection, logging, metrics and the admin port, the AuditService both
 //! services serve, and shutdown on SIGINT/SIGTERM.
 pub mod audit_service;
+pub mod limits;
+pub mod memory;
 pub mod metrics;
 pub mod trace;
 
@@ -263,8 +265,12 @@ impl Health {
 /// and the router it builds.
 pub type Server = tonic::transport::Server<Layers>;
 pub type Router = tonic::transport::server::Router<Layers>;
-type Layers =
-    tower_layer::Stack<metrics::GrpcMetricsLayer, tower_layer::Stack<trace::TraceLayer, tower_layer::Identity>>;
+/// Trace outermost, then metrics, then the transport limits (so metrics count what the
+/// limits answer).
+type Layers = tower_layer::Stack<
+    limits::LimitsLayer,
+    tower_layer::Stack<metrics::GrpcMetricsLayer, tower_layer::Stack<trace::TraceLayer, tower_layer::Identity>>,
+>;
 
 /// A server builder with the settings every service here uses: every call runs in its log
 /// span, continuing the caller's trace, and is counted in the process's metrics.
@@ -272,8 +278,10 @@ pub fn server_builder() -> Server {
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .tcp_nodelay(true)
+        .http2_max_header_list_size(limits::TRANSPORT_HEADER_BYTES)
         .layer(trace::TraceLayer)
         .layer(metrics::layer())
+        .layer(limits::LimitsLayer)
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then reports NOT_SERVING and
@@ -289,6 +297,7 @@ pub async fn serve(
     let incoming = tonic::transport::server::TcpIncoming::from(listener)
         .with_nodelay(Some(true))
         .with_keepalive(Some(std::time::Duration::from_secs(60)));
+    memory::spawn_trimmer();
     let (draining, drain_started) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
         shutdown.await;

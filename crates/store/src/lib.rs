@@ -23,12 +23,18 @@ pub use error::{Result, StoreError, StoreErrorKind};
 pub use installation::InstallationStore;
 pub use package::PackageStore;
 
-/// sled's page cache per database.
-pub const DEFAULT_CACHE_BYTES: u64 = 128 * 1024 * 1024;
+/// sled's page cache per database unless configured (`limits.store_cache_bytes`). sled
+/// keeps more than this resident under write load; it is the part an operator can bound.
+pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// The installation service's store in `dir` (sled).
 pub fn open_installation_store(dir: &Path) -> Result<Arc<dyn InstallationStore>> {
-    let engine = engine::SledEngine::open(&dir.join("installation.sled"), DEFAULT_CACHE_BYTES)?;
+    open_installation_store_cached(dir, DEFAULT_CACHE_BYTES)
+}
+
+/// [`open_installation_store`] with a page cache of `cache_bytes`.
+pub fn open_installation_store_cached(dir: &Path, cache_bytes: u64) -> Result<Arc<dyn InstallationStore>> {
+    let engine = engine::SledEngine::open(&dir.join("installation.sled"), cache_bytes)?;
     let store = kv_installation::KvInstallationStore::open(Arc::new(engine))?;
     Ok(Arc::new(kv_installation::SharedKvInstallationStore(Arc::new(store))))
 }
@@ -42,7 +48,12 @@ pub fn memory_installation_store() -> Arc<dyn InstallationStore> {
 
 /// The package service's store in `dir` (sled).
 pub fn open_package_store(dir: &Path) -> Result<Arc<dyn PackageStore>> {
-    let engine = engine::SledEngine::open(&dir.join("package.sled"), DEFAULT_CACHE_BYTES)?;
+    open_package_store_cached(dir, DEFAULT_CACHE_BYTES)
+}
+
+/// [`open_package_store`] with a page cache of `cache_bytes`.
+pub fn open_package_store_cached(dir: &Path, cache_bytes: u64) -> Result<Arc<dyn PackageStore>> {
+    let engine = engine::SledEngine::open(&dir.join("package.sled"), cache_bytes)?;
     Ok(Arc::new(kv_package::SharedKvPackageStore(kv_package::KvPackageStore::open(Arc::new(engine))?)))
 }
 

@@ -7,13 +7,15 @@ use super::convert::{promotion_status_to_proto, promotion_to_proto as to_proto};
 use super::{check_request_id, next_page_token, page_request, require_uuid};
 use crate::promotions::{self, Attach, Decision};
 use crate::refusal::Refusal;
+use crate::stale_promotions::end_stale;
 use crate::state::State;
 use promotion_api::convert::item_len;
 use promotion_api::status::{access, bad_field, page};
 use promotion_api::v1 as pb;
 use promotion_core::cursor::{bounded, Page, PageRequest, Scope, PAGE_BYTES};
-use promotion_core::identity::Identity;
+use promotion_core::identity::{Credentials, Identity};
 use promotion_core::promotion::PromotionRecord;
+use promotion_core::promotion::PromotionStatus;
 use promotion_core::AccessError;
 use promotion_serving::{caller, credentials};
 
@@ -27,17 +29,21 @@ impl PromotionApi {
     }
 
     /// One byte-bounded page of the requests `filter` keeps, as messages.
+    /// Pending requests whose package is gone end on the way (see `stale_promotions`).
     async fn listed(
         &self,
         caller: &Identity,
+        credentials: &Credentials,
         filter: impl Fn(&PromotionRecord) -> bool + Send + Sync,
         tasks_only: bool,
         page: PageRequest,
     ) -> Result<Page<pb::PromotionRequest>, Status> {
         let (state, filter) = (self.state.as_ref(), &filter);
         bounded(page.clone(), PAGE_BYTES, item_len, |p| async move {
-            let found = promotions::list(state, caller, filter, tasks_only, &p).await;
-            found.map(|page| page.map(|r| to_proto(&r)))
+            let found = promotions::list(state, caller, filter, tasks_only, &p).await?;
+            let items = end_stale(state, credentials, found.items).await;
+            let items = items.into_iter().filter(|r| !tasks_only || r.status == PromotionStatus::ToBeValidated);
+            Ok::<_, promotions::PromotionError>(Page { items: items.map(|r| to_proto(&r)).collect(), next: found.next })
         })
         .await
         .map_err(|e| bad_token(e, &page))
@@ -76,9 +82,10 @@ impl pb::promotion_service_server::PromotionService for PromotionApi {
         req: Request<pb::ListPromotionTasksRequest>,
     ) -> Result<Response<pb::ListPromotionTasksResponse>, Status> {
         let caller = caller(&req)?;
+        let token = credentials(&req)?;
         let scope = Scope::new("ListPromotionTasks", &caller.organization);
         let page = page_request(&self.state, &scope, req.get_ref().page_size, &req.get_ref().page_token).await?;
-        let found = self.listed(&caller, |_| true, true, page).await?;
+        let found = self.listed(&caller, &token, |_| true, true, page).await?;
         Ok(Response::new(pb::ListPromotionTasksResponse {
             next_page_token: next_page_token(&self.state, &scope, found.next.as_ref()).await?,
             promotion_requests: found.items,
@@ -90,6 +97,7 @@ impl pb::promotion_service_server::PromotionService for PromotionApi {
         req: Request<pb::ListPromotionRequestsRequest>,
     ) -> Result<Response<pb::ListPromotionRequestsResponse>, Status> {
         let caller = caller(&req)?;
+        let token = credentials(&req)?;
         let req = req.into_inner();
         let scope = Scope::new("ListPromotionRequests", &caller.organization)
             .filter(&req.environment)
@@ -111,7 +119,7 @@ impl pb::promotion_service_server::PromotionService for PromotionApi {
                 && (req.package_id.is_empty() || r.package_id == req.package_id)
                 && wanted.is_none_or(|s| promotion_status_to_proto(r.status) == s)
         };
-        let found = self.listed(&caller, filter, false, page).await?;
+        let found = self.listed(&caller, &token, filter, false, page).await?;
         Ok(Response::new(pb::ListPromotionRequestsResponse {
             next_page_token: next_page_token(&self.state, &scope, found.next.as_ref()).await?,
             promotion_requests: found.items,
@@ -123,8 +131,11 @@ impl pb::promotion_service_server::PromotionService for PromotionApi {
         req: Request<pb::GetPromotionRequestRequest>,
     ) -> Result<Response<pb::PromotionRequest>, Status> {
         let caller = caller(&req)?;
+        let token = credentials(&req)?;
         require_uuid("id", &req.get_ref().id)?;
-        Ok(Response::new(to_proto(&promotions::get(&self.state, &caller, &req.get_ref().id).await?)))
+        let record = promotions::get(&self.state, &caller, &req.get_ref().id).await?;
+        let record = end_stale(&self.state, &token, vec![record]).await.remove(0);
+        Ok(Response::new(to_proto(&record)))
     }
 
     async fn accept_promotion_request(
@@ -134,6 +145,12 @@ impl pb::promotion_service_server::PromotionService for PromotionApi {
         let caller = caller(&req)?;
         let token = credentials(&req)?;
         let OnRequest { id, command } = OnRequest::<Decision>::try_from(req.into_inner())?;
+        // A request whose package is gone ends here (CANCELLED), and the accept is refused.
+        if let Some(r) = self.state.store.promotion(&id).await.ok().flatten() {
+            if r.organization == caller.organization {
+                end_stale(&self.state, &token, vec![r]).await;
+            }
+        }
         let record = promotions::accept(&self.state, &caller, &token, &id, command).await?;
         Ok(Response::new(to_proto(&record)))
     }

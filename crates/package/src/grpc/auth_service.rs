@@ -3,15 +3,23 @@ use std::sync::Arc;
 use tonic::{Code, Request, Response, Status};
 
 use crate::state::State;
+use crate::state::SERVICE_NAME;
+use crate::throttle::LoginThrottle;
 use promotion_api::convert::timestamp;
-use promotion_api::status::status;
+use promotion_api::status::{retry_later, status};
 use promotion_api::v1 as pb;
+use promotion_core::audit::AuditEvent;
 use promotion_core::identity::{Binding, Identity};
 use promotion_core::secrets::verify_secret;
+use promotion_core::validate::clip;
 use promotion_serving::authenticate;
+use promotion_store::package::PackageRecord;
+use std::net::IpAddr;
+use std::time::Instant;
 
 pub struct AuthApi {
     state: Arc<State>,
+    throttle: LoginThrottle,
     /// Each argon2 verification takes about 19 MiB and real CPU; bounding how many run at
     /// once keeps a flood of IssueToken calls from exhausting memory.
     verifications: tokio::sync::Semaphore,
@@ -21,7 +29,11 @@ const CONCURRENT_VERIFICATIONS: usize = 2;
 
 impl AuthApi {
     pub fn new(state: Arc<State>) -> Self {
-        AuthApi { state, verifications: tokio::sync::Semaphore::new(CONCURRENT_VERIFICATIONS) }
+        AuthApi {
+            state,
+            throttle: LoginThrottle::default(),
+            verifications: tokio::sync::Semaphore::new(CONCURRENT_VERIFICATIONS),
+        }
     }
 }
 
@@ -44,6 +56,7 @@ impl pb::auth_service_server::AuthService for AuthApi {
         &self,
         req: Request<pb::IssueTokenRequest>,
     ) -> Result<Response<pb::IssueTokenResponse>, Status> {
+        let address = req.remote_addr().map(|a| a.ip());
         let req = req.into_inner();
         let auth = &self.state.config.auth;
         if req.ttl_seconds < 0 {
@@ -55,6 +68,20 @@ impl pb::auth_service_server::AuthService for AuthApi {
             ));
         }
         let client = self.state.config.clients.iter().find(|c| c.id == req.client_id);
+        let organization = client.map(|c| c.organization.as_str()).unwrap_or_default();
+        if let Err(t) = self.throttle.check(&req.client_id, address, Instant::now()) {
+            if t.first {
+                let event = login_event("LOGIN_THROTTLED", &req.client_id, organization, address)
+                    .outcome(promotion_core::Code::ResourceExhausted)
+                    .detail("throttled_by", t.by);
+                self.audit(event).await;
+            }
+            return Err(retry_later(
+                "TOO_MANY_FAILED_LOGINS",
+                format!("too many failed logins for this {}; retry in {} s", t.by, t.retry_after.as_secs().max(1)),
+                t.retry_after,
+            ));
+        }
         // Verify against a real hash even for unknown clients so timing does not reveal
         // which client ids exist.
         let hash = client.map_or(DUMMY_HASH, |c| c.secret_hash.as_str()).to_string();
@@ -65,8 +92,13 @@ impl pb::auth_service_server::AuthService for AuthApi {
         };
         let Some(client) = client.filter(|_| ok) else {
             tracing::info!(client_id = %req.client_id, "token refused: bad client credentials");
+            self.throttle.failed(&req.client_id, address, Instant::now());
+            let event = login_event("LOGIN_FAILED", &req.client_id, organization, address)
+                .outcome(promotion_core::Code::Unauthenticated);
+            self.audit(event).await;
             return Err(status(Code::Unauthenticated, "INVALID_CLIENT", "unknown client or wrong secret", []));
         };
+        self.throttle.succeeded(&client.id);
         let ttl =
             if req.ttl_seconds == 0 { auth.default_ttl_seconds } else { req.ttl_seconds.min(auth.max_ttl_seconds) };
         let now = chrono::Utc::now();
@@ -93,6 +125,24 @@ impl pb::auth_service_server::AuthService for AuthApi {
         let identity = authenticate(&self.state.signer, req.metadata())?;
         Ok(Response::new(identity_to_proto(&identity)))
     }
+}
+
+impl AuthApi {
+    async fn audit(&self, event: AuditEvent) {
+        if let Err(e) = self.state.store.commit(None, vec![PackageRecord::audit(event)]).await {
+            tracing::error!(error = %e, "could not record a failed login");
+        }
+    }
+}
+
+/// A failed or throttled login as the audit trail keeps it: who was claimed, from where;
+/// never the secret.
+fn login_event(action: &str, client_id: &str, organization: &str, address: Option<IpAddr>) -> AuditEvent {
+    let claimed = clip(client_id);
+    let anonymous =
+        Identity { subject: claimed.clone(), organization: organization.into(), bindings: vec![], expires_at: 0 };
+    AuditEvent::new(SERVICE_NAME, &anonymous, "", action, ("client", &claimed))
+        .detail("address", address.map(|a| a.to_string()).unwrap_or_default())
 }
 
 /// argon2id hash of a random string nobody knows; compared against for unknown clients.

@@ -1,0 +1,175 @@
+//! Callers who push at the edges: guessing secrets, oversized messages and headers,
+//! probing other environments through errors, and leaving requests behind packages that
+//! are gone.
+mod common;
+
+use common::*;
+use promotion_api::v1 as pb;
+use tonic::{Code, Request};
+
+async fn login(c: &mut Clients, client_id: &str, secret: &str) -> Result<(), tonic::Status> {
+    let req = pb::IssueTokenRequest { client_id: client_id.into(), client_secret: secret.into(), ttl_seconds: 0 };
+    c.auth.issue_token(req).await.map(|_| ())
+}
+
+async fn package_events(admin: &mut Clients, action: &str) -> Vec<pb::AuditEvent> {
+    let req = pb::ListAuditEventsRequest { action: action.into(), page_size: 1000, ..Default::default() };
+    admin.package_audit.list_audit_events(req).await.unwrap().into_inner().events
+}
+
+#[tokio::test]
+async fn failed_logins_are_throttled_per_client_and_address_and_audited() {
+    let dev = DevServices::start().await;
+    let mut admin = dev.clients("admin").await;
+    let mut anonymous = dev.anonymous().await;
+    for _ in 0..5 {
+        assert_status(login(&mut anonymous, "alice", "guess").await, Code::Unauthenticated, "INVALID_CLIENT");
+    }
+    // Past five failures the client is refused, even with its right secret, and told when
+    // to come back.
+    let refused = assert_status(
+        login(&mut anonymous, "alice", "alice-secret").await,
+        Code::ResourceExhausted,
+        "TOO_MANY_FAILED_LOGINS",
+    );
+    let wait: u64 = metadata_of(&refused)["retry_after_seconds"].parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    login(&mut anonymous, "bob", "bob-secret").await.expect("other clients still log in");
+
+    let failed = package_events(&mut admin, "LOGIN_FAILED").await;
+    assert_eq!(failed.len(), 5, "every failed attempt is audited");
+    assert!(failed.iter().all(|e| e.actor == "alice" && e.organization == "acme" && e.outcome == "UNAUTHENTICATED"));
+    assert_eq!(package_events(&mut admin, "LOGIN_THROTTLED").await.len(), 1, "a throttled window is audited once");
+    let trail = format!("{failed:?}");
+    assert!(!trail.contains("guess") && !trail.contains("alice-secret"), "no secret in the trail");
+
+    // One address guessing client ids is refused whatever id it tries next.
+    for n in 0..20 {
+        let _ = login(&mut anonymous, &format!("nobody-{n}"), "guess").await;
+    }
+    let refused = login(&mut anonymous, "victor", "victor-secret").await;
+    assert_status(refused, Code::ResourceExhausted, "TOO_MANY_FAILED_LOGINS");
+}
+
+#[tokio::test]
+async fn oversized_messages_and_headers_name_the_limit() {
+    let dev = DevServices::start().await;
+    let token = dev.token("admin").await;
+    let mut big = pb::environment_service_client::EnvironmentServiceClient::with_interceptor(
+        channel(dev.installation_addr).await,
+        Bearer(Some(format!("Bearer {token}").parse().unwrap())),
+    )
+    .max_encoding_message_size(64 * 1024 * 1024);
+    let group = |name: &str, notes: String| pb::ConfigObject {
+        obj_code: "GROUP".into(),
+        name: name.into(),
+        fields: Some(prost_types::Struct {
+            fields: [(
+                "notes".to_string(),
+                prost_types::Value { kind: Some(prost_types::value::Kind::StringValue(notes)) },
+            )]
+            .into_iter()
+            .collect(),
+        }),
+        ..Default::default()
+    };
+    let req = pb::PutObjectsRequest {
+        environment: "qa".into(),
+        objects: vec![group("Too big", "x".repeat(20 * 1024 * 1024))],
+        ..Default::default()
+    };
+    let status = assert_status(big.put_objects(req).await, Code::ResourceExhausted, "LIMIT_EXCEEDED");
+    assert_eq!(metadata_of(&status)["limit"], "max_message_bytes");
+
+    let mut request = Request::new(pb::ListEnvironmentsRequest::default());
+    request.metadata_mut().insert("x-padding", "p".repeat(20 * 1024).parse().unwrap());
+    let status = assert_status(big.list_environments(request).await, Code::ResourceExhausted, "LIMIT_EXCEEDED");
+    assert_eq!(metadata_of(&status)["limit"], "max_header_bytes");
+    let mut packages = dev.clients("admin").await.packages;
+    let mut request = Request::new(pb::ListPackagesRequest::default());
+    request.metadata_mut().insert("x-padding", "p".repeat(20 * 1024).parse().unwrap());
+    assert_status(packages.list_packages(request).await, Code::ResourceExhausted, "LIMIT_EXCEEDED");
+    // And both services still serve.
+    big.list_environments(pb::ListEnvironmentsRequest::default()).await.expect("still serving");
+    packages.list_packages(pb::ListPackagesRequest::default()).await.expect("still serving");
+}
+
+#[tokio::test]
+async fn a_pre_run_mismatch_describes_nothing_the_caller_cannot_read() {
+    let dev = DevServices::start().await;
+    let mut admin = dev.clients("admin").await;
+    let mut bob = dev.clients("bob").await;
+    let p = group_package(&mut admin, "mismatch one", &[pb::PackageStatus::Preview]).await;
+    let other = group_package(&mut admin, "mismatch two", &[pb::PackageStatus::Preview]).await;
+    let pre_run = |dest: &str| pb::CreatePreRunRequest {
+        package_id: p.id.clone(),
+        destination_environment: dest.into(),
+        ..Default::default()
+    };
+    // A plan into dev, which bob (deployer of qa and prod) cannot read, does not exist for him.
+    let into_dev = admin.installations.create_pre_run(pre_run("dev")).await.unwrap().into_inner();
+    let install = |pre_run_id: &str, package_id: &str| pb::CreateInstallationRequest {
+        package_id: package_id.into(),
+        destination_environment: "qa".into(),
+        pre_run_id: pre_run_id.into(),
+        ..Default::default()
+    };
+    let hidden = bob.installations.create_installation(install(&into_dev.id, &p.id)).await;
+    let status = assert_status(hidden, Code::NotFound, "PRE_RUN_NOT_FOUND");
+    assert!(!status.message().contains("dev"), "{status:?}");
+    // A plan bob may read, for another package: the error names only what he asked for.
+    let into_qa = bob.installations.create_pre_run(pre_run("qa")).await.unwrap().into_inner();
+    let mismatch = bob.installations.create_installation(install(&into_qa.id, &other.id)).await;
+    let status = assert_status(mismatch, Code::InvalidArgument, "PRE_RUN_MISMATCH");
+    assert!(!status.message().contains(&p.id), "{status:?}");
+}
+
+#[tokio::test]
+async fn pending_requests_of_deleted_or_retired_packages_end_cancelled_and_audited() {
+    let dev = DevServices::start().await;
+    let mut admin = dev.clients("admin").await;
+    let mut alice = dev.clients("alice").await;
+    let mut bob = dev.clients("bob").await;
+    let deleted = group_package(&mut admin, "to be deleted", &[pb::PackageStatus::Preview]).await;
+    let retired =
+        group_package(&mut admin, "to be retired", &[pb::PackageStatus::Preview, pb::PackageStatus::Public]).await;
+    let mut requests = Vec::new();
+    for p in [&deleted, &retired] {
+        let req = pb::RequestPromotionRequest {
+            package_id: p.id.clone(),
+            target_environment: "qa".into(),
+            ..Default::default()
+        };
+        requests.push(alice.promotions.request_promotion(req).await.unwrap().into_inner().id);
+    }
+    let tasks = |c: &mut Clients| {
+        let mut p = c.promotions.clone();
+        async move {
+            let req = pb::ListPromotionTasksRequest { page_size: 100, ..Default::default() };
+            p.list_promotion_tasks(req).await.unwrap().into_inner().promotion_requests
+        }
+    };
+    assert_eq!(tasks(&mut bob).await.len(), 2);
+    let current =
+        admin.packages.get_package(pb::GetPackageRequest { id: deleted.id.clone() }).await.unwrap().into_inner();
+    let delete = pb::DeletePackageRequest { id: deleted.id.clone(), etag: current.etag, ..Default::default() };
+    admin.packages.delete_package(delete).await.unwrap();
+    set_package_status(&mut admin, &retired.id, pb::PackageStatus::Retired).await;
+
+    assert!(tasks(&mut bob).await.is_empty(), "no approver sees them any more");
+    for (id, reason) in requests.iter().zip(["PACKAGE_DELETED", "PACKAGE_RETIRED"]) {
+        let r = bob.promotions.get_promotion_request(pb::GetPromotionRequestRequest { id: id.clone() }).await;
+        let r = r.unwrap().into_inner();
+        assert_eq!(r.status, pb::PromotionStatus::Cancelled as i32, "{r:?}");
+        assert!(r.decision_comment.starts_with(reason), "{r:?}");
+    }
+    let req = pb::ListAuditEventsRequest { action: "PROMOTION_CANCELLED".into(), page_size: 100, ..Default::default() };
+    let events = admin.installation_audit.list_audit_events(req).await.unwrap().into_inner().events;
+    assert_eq!(events.len(), 2, "each ending is audited once: {events:?}");
+    let accept = pb::AcceptPromotionRequestRequest { id: requests[0].clone(), ..Default::default() };
+    assert_status(
+        bob.promotions.accept_promotion_request(accept).await,
+        Code::FailedPrecondition,
+        "PROMOTION_NOT_PENDING",
+    );
+}
