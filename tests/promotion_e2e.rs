@@ -521,22 +521,23 @@ async fn seed_000_promotion_requests_across_two_installations() {
     dan_b.promotions.accept_promotion_request(accept(&prod.id, "ship it")).await.expect("accept into prod");
     promoted_api(&mut dan_b, "globex-prod").await;
 
-    // A failed accept (the package was retired in between) keeps the request pending with
-    // its error and writes nothing into the target.
+    // A request whose package was retired in between ends: the accept is refused, the
+    // request is CANCELLED with the reason, leaves the task list, and nothing is written
+    // into the target.
     let pending = pam.promotions.request_promotion(promote(&p.id, "globex-qa", "last one")).await.unwrap().into_inner();
     set_status(&mut pam, &p.id, pb::PackageStatus::Retired).await;
     let qa_before = environment(&mut gina, "globex-qa").await;
     let installations_before = installation_count(&mut gina, "globex-qa").await;
     let r = dan.promotions.accept_promotion_request(accept(&pending.id, "")).await;
-    assert_status(r, Code::FailedPrecondition, "PACKAGE_NOT_INSTALLABLE");
-    let still = get_request(&mut dan, &pending.id).await;
-    assert_eq!(still.status, pb::PromotionStatus::ToBeValidated as i32);
-    assert!(still.last_error.contains("RETIRED"), "last_error explains the failure: {:?}", still.last_error);
-    assert!(still.installation_id.is_empty() && still.decided_by.is_empty());
+    assert_status(r, Code::FailedPrecondition, "PROMOTION_NOT_PENDING");
+    let ended = get_request(&mut dan, &pending.id).await;
+    assert_eq!(ended.status, pb::PromotionStatus::Cancelled as i32);
+    assert!(ended.decision_comment.starts_with("PACKAGE_RETIRED"), "{:?}", ended.decision_comment);
+    assert!(ended.installation_id.is_empty());
     let qa_after = environment(&mut gina, "globex-qa").await;
     assert_eq!((qa_after.revision, qa_after.object_counts), (qa_before.revision, qa_before.object_counts));
     assert_eq!(installation_count(&mut gina, "globex-qa").await, installations_before);
-    assert_eq!(task_ids(&mut dan).await, [pending.id.as_str()]);
+    assert!(task_ids(&mut dan).await.is_empty());
 
     // Installation counts reach the package service through each installation's outbox.
     let deadline = Instant::now() + Duration::from_secs(30);
