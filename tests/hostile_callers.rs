@@ -173,3 +173,59 @@ async fn pending_requests_of_deleted_or_retired_packages_end_cancelled_and_audit
         "PROMOTION_NOT_PENDING",
     );
 }
+
+/// Development mode's published key and issuer: what a tester who read the source holds.
+const DEV_SIGNING_KEY: &[u8] = b"development-mode-signing-key-do-not-use-in-production";
+const DEV_ISSUER: &str = "promotion-dev";
+
+/// A correctly signed token with exactly this header and these claims.
+fn forged(header: &str, claims: serde_json::Value) -> String {
+    use base64::{engine::general_purpose::URL_SAFE_NO_PAD as B64, Engine};
+    use hmac::Mac;
+    let input = format!("{}.{}", B64.encode(header), B64.encode(claims.to_string()));
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(DEV_SIGNING_KEY).unwrap();
+    mac.update(input.as_bytes());
+    format!("{input}.{}", B64.encode(mac.finalize().into_bytes()))
+}
+
+fn admin_claims(iat: i64, exp: i64) -> serde_json::Value {
+    serde_json::json!({
+        "iss": DEV_ISSUER, "sub": "admin", "org": "acme",
+        "roles": [{"role": "admin", "environment": "*"}], "iat": iat, "exp": exp,
+    })
+}
+
+#[tokio::test]
+async fn tokens_with_claims_or_headers_the_issuer_never_writes_are_refused_by_both_services() {
+    let dev = DevServices::start().await;
+    let now = chrono::Utc::now().timestamp();
+    const JWT: &str = r#"{"alg":"HS256","typ":"JWT"}"#;
+    let mut not_before_later = admin_claims(now, now + 600);
+    not_before_later["nbf"] = (now + 300).into();
+    let cases = [
+        ("nbf five minutes ahead", forged(JWT, not_before_later), "TOKEN_NOT_YET_VALID"),
+        ("issued an hour ahead", forged(JWT, admin_claims(now + 3600, now + 7200)), "TOKEN_NOT_YET_VALID"),
+        ("exp near i64::MAX", forged(JWT, admin_claims(now, i64::MAX - 1)), "TOKEN_LIFETIME_TOO_LONG"),
+        ("a lifetime past max_ttl_seconds", forged(JWT, admin_claims(now, now + 86_401)), "TOKEN_LIFETIME_TOO_LONG"),
+        (
+            "a crit header",
+            forged(r#"{"alg":"HS256","typ":"JWT","crit":["x-ok"],"x-ok":1}"#, admin_claims(now, now + 600)),
+            "TOKEN_UNSUPPORTED",
+        ),
+        ("alg none", forged(r#"{"alg":"none","typ":"JWT"}"#, admin_claims(now, now + 600)), "TOKEN_UNSUPPORTED"),
+        ("another typ", forged(r#"{"alg":"HS256","typ":"at+jwt"}"#, admin_claims(now, now + 600)), "TOKEN_UNSUPPORTED"),
+    ];
+    for (label, token, reason) in cases {
+        let mut c = Clients::connect(dev.package_addr, dev.installation_addr, Some(token)).await;
+        let on_packages = c.auth.who_am_i(pb::WhoAmIRequest {}).await;
+        let status = assert_status(on_packages, Code::Unauthenticated, reason);
+        assert!(!status.message().is_empty(), "{label}: the refusal says why");
+        let on_installations = c.environments.list_environments(pb::ListEnvironmentsRequest::default()).await;
+        assert_status(on_installations, Code::Unauthenticated, reason);
+    }
+    // The same claims within the rules are accepted: the refusals above are the claims'.
+    let fine = forged(r#"{"alg":"HS256","typ":"JWT"}"#, admin_claims(now, now + 600));
+    let mut c = Clients::connect(dev.package_addr, dev.installation_addr, Some(fine)).await;
+    assert_eq!(c.auth.who_am_i(pb::WhoAmIRequest {}).await.unwrap().into_inner().subject, "admin");
+    c.environments.list_environments(pb::ListEnvironmentsRequest::default()).await.unwrap();
+}

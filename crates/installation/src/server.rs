@@ -30,7 +30,10 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub fn open(config: Config) -> Result<Arc<State>, BoxError> {
     let catalogs = config.validate(ServiceKind::Installation).map_err(|p| p.join("; "))?;
     let store = promotion_store::open_installation_store_cached(&config.data_dir, config.limits.store_cache_bytes)?;
-    let signer = Arc::new(TokenSigner::new(config.auth.signing_key.as_bytes(), &config.auth.issuer));
+    let signer = Arc::new(
+        TokenSigner::new(config.auth.signing_key.as_bytes(), &config.auth.issuer)
+            .with_max_lifetime(config.auth.max_ttl_seconds),
+    );
     let directory = Directory::from_config(&config, &catalogs);
     let packages = match config.package_service.as_deref() {
         Some(address) => Some(Arc::new(PackageClient::new(address)?) as Arc<dyn PackageSource>),

@@ -31,7 +31,10 @@ pub async fn run(
     let store = promotion_store::open_package_store_cached(&config.data_dir, config.limits.store_cache_bytes)?;
     let sized = store.clone();
     let admin = Admin::start(config.admin_listen, "package", Arc::new(move || sized.size_on_disk())).await?;
-    let signer = Arc::new(TokenSigner::new(config.auth.signing_key.as_bytes(), &config.auth.issuer));
+    let signer = Arc::new(
+        TokenSigner::new(config.auth.signing_key.as_bytes(), &config.auth.issuer)
+            .with_max_lifetime(config.auth.max_ttl_seconds),
+    );
     let directory = Directory::from_config(&config, &catalogs);
     let limit = config.limits.max_message_bytes;
     let source = Arc::new(GrpcObjectSource { max_message_bytes: limit });

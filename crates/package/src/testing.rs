@@ -57,7 +57,10 @@ fn state(store: Arc<dyn promotion_store::PackageStore>) -> State {
     let config: Config = toml::from_str(CONFIG).expect("the test configuration parses");
     let catalogs = config.validate(ServiceKind::Package).expect("the test configuration is valid");
     let directory = Directory::from_config(&config, &catalogs);
-    let signer = Arc::new(TokenSigner::new(config.auth.signing_key.as_bytes(), &config.auth.issuer));
+    let signer = Arc::new(
+        TokenSigner::new(config.auth.signing_key.as_bytes(), &config.auth.issuer)
+            .with_max_lifetime(config.auth.max_ttl_seconds),
+    );
     State::new(config, directory, store, signer, Arc::new(Unreachable))
 }
 

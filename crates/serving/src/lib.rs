@@ -30,14 +30,9 @@ pub fn authenticate(signer: &TokenSigner, metadata: &MetadataMap) -> Result<Iden
         header.to_str().ok().and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer "))).ok_or_else(
             || status(Code::Unauthenticated, "TOKEN_MALFORMED", "the authorization header is not `Bearer <token>`", []),
         )?;
-    signer.verify(token.trim(), chrono::Utc::now()).map_err(|e| {
-        let reason = match e {
-            TokenError::Expired => "TOKEN_EXPIRED",
-            TokenError::BadSignature | TokenError::WrongIssuer => "TOKEN_INVALID",
-            TokenError::Malformed => "TOKEN_MALFORMED",
-        };
-        status(Code::Unauthenticated, reason, e.to_string(), [])
-    })
+    signer
+        .verify(token.trim(), chrono::Utc::now())
+        .map_err(|e: TokenError| status(Code::Unauthenticated, e.reason(), e.to_string(), []))
 }
 
 /// A tonic interceptor that rejects calls without a valid token and hands the caller's
