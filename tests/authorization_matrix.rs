@@ -150,6 +150,7 @@ enum Rpc {
     ListInstallations,
     GetInstallation,
     RollbackInstallation,
+    GetDrift,
     RequestPromotion,
     ListPromotionTasks,
     ListPromotionRequests,
@@ -234,6 +235,7 @@ const MATRIX: &[Row] = &[
     row(I, INST, Rpc::ListInstallations, NO_ENV, Who::Olga, DENIED, "installation.read on the filter's destination"),
     row(I, INST, Rpc::GetInstallation, NO_INSTALLATION, Who::Olga, DENIED, "installation.read"),
     row(I, INST, Rpc::RollbackInstallation, NO_INSTALLATION, Who::Victor, DENIED, "installation.write"),
+    row(I, INST, Rpc::GetDrift, NO_ENV, Who::Olga, DENIED, "installation.read on the environment"),
     row(I, PROMO, Rpc::RequestPromotion, NO_ENV, Who::Bob, DENIED, "promotion.request on the source"),
     // Tasks are the pending requests where the caller holds promotion.approve: none for her.
     row(I, PROMO, Rpc::ListPromotionTasks, Allowed, Who::Olga, Allowed, "lists only the caller's tasks"),
@@ -512,6 +514,11 @@ async fn call(rpc: Rpc, host: Host, who: Who, c: &mut Clients, f: &Fixture) -> R
         Rpc::RollbackInstallation => {
             let req = pb::RollbackInstallationRequest { id: f.installation_id.clone(), ..Default::default() };
             orgs(vec![c.installations.rollback_installation(req).await?.into_inner().destination_environment])
+        }
+        Rpc::GetDrift => {
+            let req = pb::GetDriftRequest { environment: "qa".into(), ..Default::default() };
+            let r = c.installations.get_drift(req).await?.into_inner();
+            orgs(std::iter::once(r.environment).chain(r.entries.into_iter().map(|e| e.source_environment)).collect())
         }
         Rpc::RequestPromotion => {
             let req = pb::RequestPromotionRequest {

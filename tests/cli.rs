@@ -784,6 +784,64 @@ async fn prerun_detailed_exitcode_says_whether_the_plan_changes_anything() {
     assert_eq!(code(&bob, &["prerun", &package, "--env", "qa"]), Some(0), "without the flag: 0");
 }
 
+#[tokio::test]
+async fn drift_shows_a_template_edited_after_a_promotion_until_a_rollback_or_an_overwrite() {
+    let dev = DevServices::start().await;
+    let alice = User::login(&dev, "alice");
+    let bob = User::login(&dev, "bob");
+    let erin = User::login(&dev, "erin");
+    let drift = |args: &[&str]| {
+        let out = bob.run(&[&["drift", "qa"], args].concat());
+        (out.status.code(), String::from_utf8(out.stdout).unwrap())
+    };
+    assert_eq!(drift(&[]).0, Some(0), "nothing installed into qa yet");
+    let root = format!("TMPL:{OFFBOARDING_TMPL}");
+    let request = alice.json(&["promote", "--to", "qa", "--name", "Offboarding", "--source", "dev", "--root", &root]);
+    let package = request["packageId"].as_str().unwrap().to_string();
+    let installation = bob.id(&["accept", request["id"].as_str().unwrap()]);
+    let (code, text) = drift(&[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.starts_with("No drift in qa: the "), "{text}");
+
+    // erin edits the promoted template in qa.
+    let target_of = |installation: &str| -> String {
+        let shown = bob.json(&["installations", "show", installation]);
+        shown["translationMap"]["TMPL"]["entries"][OFFBOARDING_TMPL]["targetId"].as_str().unwrap().to_string()
+    };
+    let template = target_of(&installation);
+    edit_in_qa(&erin, "TMPL", &template, "planned_duration_days", json!(14));
+    let (code, text) = drift(&[]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("LOCALLY_MODIFIED") && text.contains(&format!("dev:{OFFBOARDING_TMPL}")), "{text}");
+    assert!(text.contains("- fields.planned_duration_days: 10\n      + fields.planned_duration_days: 14\n"), "{text}");
+    let (code, json_text) = drift(&["--output", "json"]);
+    assert_eq!(code, Some(2));
+    let report: Value = serde_json::from_str(&json_text).unwrap();
+    let drifted: Vec<&Value> =
+        report["entries"].as_array().unwrap().iter().filter(|e| e["state"] != "DRIFT_STATE_UNCHANGED").collect();
+    assert_eq!(drifted.len(), 1, "only the template: {json_text}");
+    assert_eq!(
+        (drifted[0]["id"].as_str(), drifted[0]["state"].as_str()),
+        (Some(template.as_str()), Some("DRIFT_STATE_LOCALLY_MODIFIED"))
+    );
+    let paths: Vec<&str> =
+        drifted[0]["changes"].as_array().unwrap().iter().map(|c| c["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, ["fields.planned_duration_days"]);
+
+    // The rollback (forced: the template changed since) takes back what the promotion wrote.
+    bob.ok(&["rollback", &installation, "--force", "--yes"]);
+    assert_eq!(drift(&[]).0, Some(0));
+
+    // A fresh installation, edited again, then installed over the edit.
+    let fresh = bob.id(&["install", &package, "--env", "qa"]);
+    assert_eq!(drift(&[]).0, Some(0));
+    edit_in_qa(&erin, "TMPL", &target_of(&fresh), "planned_duration_days", json!(16));
+    assert_eq!(drift(&[]).0, Some(2));
+    bob.ok(&["install", &package, "--env", "qa", "--override", &format!("TMPL:{OFFBOARDING_TMPL}=OVERWRITING")]);
+    let (code, text) = drift(&[]);
+    assert_eq!(code, Some(0), "{text}");
+}
+
 /// (type, source id) -> target id of every CREATE in a pre-run's or installation's JSON.
 fn creates(plan: &Value) -> BTreeMap<(String, String), String> {
     let mut out = BTreeMap::new();

@@ -79,6 +79,37 @@ async fn every_list_stays_under_the_cap_with_items_at_their_largest() {
     let (seen, pages) = page_through!(envs, list_objects, list, objects);
     assert!(seen >= 12 && pages >= 3, "{seen} objects in {pages} pages");
 
+    // Drift entries at their largest: those groups installed into qa, then rewritten there,
+    // so that every entry carries two values of almost 256 KiB.
+    let entities = (0..12).map(|n| pb::EntityRef { id: largest_group(n).id, name: String::new() }).collect();
+    let req = pb::CreatePackageRequest {
+        name: "largest groups".into(),
+        source_environment: "dev".into(),
+        object_collections: vec![pb::ObjectCollection { obj_code: "GROUP".into(), entities }],
+        ..Default::default()
+    };
+    let package = alice.packages.create_package(req).await.expect("a package of the largest groups").into_inner();
+    extracted(&mut alice, &package.id).await;
+    set_package_status(&mut alice, &package.id, pb::PackageStatus::Preview).await;
+    let install = pb::CreateInstallationRequest {
+        package_id: package.id.clone(),
+        destination_environment: "qa".into(),
+        ..Default::default()
+    };
+    let installed = admin.installations.create_installation(install).await.expect("installed").into_inner();
+    for target in installed.translation_map["GROUP"].entries.values().map(|e| e.target_id.clone()) {
+        let get = pb::GetObjectRequest { environment: "qa".into(), obj_code: "GROUP".into(), id: target };
+        let mut object = admin.environments.get_object(get).await.unwrap().into_inner();
+        let notes = Value { kind: Some(Kind::StringValue("z".repeat(256 * 1024 - 2_000))) };
+        object.fields.as_mut().unwrap().fields.insert("notes".into(), notes);
+        let req = pb::PutObjectsRequest { environment: "qa".into(), objects: vec![object], ..Default::default() };
+        admin.environments.put_objects(req).await.expect("edited in qa");
+    }
+    let mut installations = admin.installations.clone();
+    let list = pb::GetDriftRequest { environment: "qa".into(), page_size: 1000, ..Default::default() };
+    let (seen, pages) = page_through!(installations, get_drift, list, entries);
+    assert!(seen >= 12 && pages >= 6, "{seen} drift entries in {pages} pages");
+
     // Packages naming the most roots, with the longest names: the tester's poison.
     for n in 0..4u64 {
         let entities = (0..500)
@@ -149,6 +180,8 @@ async fn page_tokens_hold_only_for_their_list_filters_and_organization() {
     bad(admin.packages.list_packages(other_list).await.map(|_| ()));
     let installations = pb::ListInstallationsRequest { page_token: token.clone(), ..Default::default() };
     bad(admin.installations.list_installations(installations).await.map(|_| ()));
+    let drift = pb::GetDriftRequest { environment: "qa".into(), page_token: token.clone(), ..Default::default() };
+    bad(admin.installations.get_drift(drift).await.map(|_| ()));
     let made_up = pb::ListEnvironmentsRequest { page_token: "ZGV2".into(), ..Default::default() };
     bad(admin.environments.list_environments(made_up).await.map(|_| ()));
     for list in [

@@ -221,6 +221,10 @@ const EXPECTATIONS: &[Expect] = &[
     ),
     Expect::new("planned_duration_days\"))", &["New Agency Offboarding 10", "New Agency Onboarding 21"]),
     Expect::new(
+        "promotion drift qa",
+        &["LOCALLY_MODIFIED", "Finance", "+ fields.description: \"Finance, as qa runs it\"", "Drift in qa: ", "exit status 2"],
+    ),
+    Expect::new(
         "promotion objects delete",
         &["without confirmation: standard input is not a terminal; add --yes", "error: PERMISSION_DENIED: ", "environment.write", "exit status 1"],
     )

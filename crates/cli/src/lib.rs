@@ -12,7 +12,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use commands::{audit, auth, config, env, install, objects, packages, promote};
+use commands::{audit, auth, config, drift, env, install, objects, packages, promote};
 use connect::Session;
 use error::CliError;
 use output::{ColorChoice, Format, Out};
@@ -119,6 +119,9 @@ pub enum ClientCommand {
     Installations(install::InstallationsArgs),
     /// Undo an installation: restore everything it changed.
     Rollback(install::RollbackArgs),
+    /// What installations wrote into an environment and was edited or deleted there since
+    /// (exit status 2 on drift, 0 without).
+    Drift(drift::DriftArgs),
     /// One step from objects to a promotion request: create or reuse a package, wait for
     /// it, take it through the statuses the target needs, and request the promotion.
     Promote(promote::PromoteArgs),
@@ -150,6 +153,7 @@ impl ClientCommand {
             ClientCommand::Install(a) => &a.global,
             ClientCommand::Installations(a) => &a.global,
             ClientCommand::Rollback(a) => &a.global,
+            ClientCommand::Drift(a) => &a.global,
             ClientCommand::Promote(a) => &a.global,
             ClientCommand::Tasks(a) => &a.global,
             ClientCommand::Requests(a) => &a.global,
@@ -205,6 +209,7 @@ async fn dispatch(command: ClientCommand, session: &Session, out: &Out) -> Resul
         ClientCommand::Install(a) => install::install(session, out, a).await,
         ClientCommand::Installations(a) => install::installations(session, out, a.command).await,
         ClientCommand::Rollback(a) => install::rollback(session, out, a).await,
+        ClientCommand::Drift(a) => drift::drift(session, out, a).await,
         ClientCommand::Promote(a) => promote::promote(session, out, a).await,
         ClientCommand::Tasks(a) => promote::tasks(session, out, a).await,
         ClientCommand::Requests(a) => promote::requests(session, out, a.command).await,

@@ -222,6 +222,7 @@ proto_messages!(
     PreRun,
     Installation,
     ListInstallationsResponse,
+    GetDriftResponse,
     PromotionRequest,
     ListPromotionTasksResponse,
     ListPromotionRequestsResponse,

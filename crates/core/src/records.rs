@@ -153,7 +153,7 @@ pub struct Undo {
 }
 
 /// One source object's mapping into one destination environment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistoryEntry {
     pub source_environment: String,
     pub source_id: String,
@@ -166,6 +166,19 @@ pub struct HistoryEntry {
     /// The target was created by a promotion (prune_children may delete it).
     pub created_by_promotion: bool,
     pub installation_id: String,
+    /// The target as this service last wrote it (or found it holding the package's
+    /// content when it registered it), at `written_revision`: what a drift report compares
+    /// the target with now. None when it never held the package's content, and in entries
+    /// recorded before images were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installed: Option<ConfigObject>,
+}
+
+impl HistoryEntry {
+    /// The entry without its image: what indexes and undo records need to find it.
+    pub fn without_image(&self) -> HistoryEntry {
+        HistoryEntry { installed: None, ..self.clone() }
+    }
 }
 
 /// A RecordInstallation call still to be delivered to the package service.

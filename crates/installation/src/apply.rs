@@ -39,22 +39,24 @@ pub async fn build(
     let mut failures = Vec::new();
     for e in &plan.entries {
         let source = by_id[e.source_id.as_str()];
+        let mut written = None;
         let status = match e.action {
             Action::Ignore => EntryStatus::Skipped,
             Action::UseExisting => EntryStatus::Registered,
             _ => {
                 let name = if e.action == Action::CreateWithAltName { &e.alt_name } else { &e.name };
-                let written = translate(source, &e.target_id, name, &targets).and_then(|object| {
+                let translated = translate(source, &e.target_id, name, &targets).and_then(|object| {
                     // What an installation writes obeys what PutObjects enforces, whatever
                     // the package or the caller's alternative name holds.
                     validate::object(catalog, &object, "object")
                         .map(|()| object)
                         .map_err(|v| format!("{}: {v}", v.reason()))
                 });
-                match written {
+                match translated {
                     Ok(object) => {
                         let before = store.get(dest, &ObjectKey::new(&e.obj_code, &e.target_id)).await?;
                         undo.objects.push(UndoObject { key: object.key(), before, pruned: false });
+                        written = Some(ConfigObject { revision, ..object.clone() });
                         changes.upserts.push(object);
                         EntryStatus::Installed
                     }
@@ -66,19 +68,21 @@ pub async fn build(
             }
         };
         statuses.push(status);
-        let kept_own_content = e.action == Action::UseExisting
-            && store
-                .get(dest, &ObjectKey::new(&e.obj_code, &e.target_id))
-                .await?
-                .is_some_and(|t| !diff(&t, source, &targets).is_empty());
-        if let Some(h) = history_after(store, dest, content, e, installation_id, revision, kept_own_content).await? {
+        let target = match e.action {
+            Action::UseExisting => store.get(dest, &ObjectKey::new(&e.obj_code, &e.target_id)).await?,
+            _ => None,
+        };
+        let kept_own_content = target.as_ref().is_some_and(|t| !diff(t, source, &targets).is_empty());
+        let installed = Installed { written, registered: target.filter(|_| !kept_own_content) };
+        if let Some(h) = history_after(store, dest, content, e, installation_id, revision, installed).await? {
             let before = store.history(dest, &content.source_environment, &e.source_id).await?;
             if before.as_ref() != Some(&h) {
                 if let Some(old) = before.as_ref().filter(|old| old.target_id != h.target_id) {
                     changes.record(Record::HistoryRemove { env: dest.to_string(), entry: old.clone() });
                 }
                 changes.record(Record::HistoryPut { env: dest.to_string(), entry: h.clone() });
-                undo.history.push((before, h));
+                // A rollback removes the entry by its keys: the image would be dead weight.
+                undo.history.push((before, h.without_image()));
             }
         }
     }
@@ -96,8 +100,16 @@ pub async fn build(
     Ok(Ok(Applied { changes, statuses, undo }))
 }
 
-/// The history entry an applied entry leaves behind. `kept_own_content`: a USEEXISTING
-/// target that differs from the package.
+/// What an applied entry leaves in the destination as the package's content.
+struct Installed {
+    /// The object the entry writes, at the revision the write produces.
+    written: Option<ConfigObject>,
+    /// A USEEXISTING target that already holds the package's content.
+    registered: Option<ConfigObject>,
+}
+
+/// The history entry an applied entry leaves behind, with the image of the target a
+/// drift report compares with later.
 async fn history_after(
     store: &dyn InstallationStore,
     dest: &str,
@@ -105,25 +117,27 @@ async fn history_after(
     e: &Entry,
     installation_id: &str,
     revision: u64,
-    kept_own_content: bool,
+    installed: Installed,
 ) -> Result<Option<HistoryEntry>, StoreError> {
     let previous = store.history(dest, &content.source_environment, &e.source_id).await?;
-    let written_revision = match e.action {
-        Action::Ignore => return Ok(None),
-        a if a.writes() => revision,
+    let previous_image = || previous.as_ref().filter(|p| p.target_id == e.target_id).and_then(|p| p.installed.clone());
+    let (written_revision, image) = match (e.action, installed) {
+        (Action::Ignore, _) => return Ok(None),
+        (a, Installed { written, .. }) if a.writes() => (revision, written),
         // A locally modified target stays locally modified: keep the last revision we wrote.
         _ if e.collision == Collision::LocallyModified => match &previous {
-            Some(p) => p.written_revision,
+            Some(p) => (p.written_revision, previous_image()),
             None => return Ok(None),
         },
+        (_, Installed { registered: Some(t), .. }) => (t.revision, Some(ConfigObject { update_time: None, ..t })),
         // Registering a target that keeps content of its own is not writing it: its
         // differences stay the destination's (LOCALLY_MODIFIED next time), never an update
         // a later installation would silently apply.
-        _ if kept_own_content => {
-            previous.as_ref().filter(|p| p.target_id == e.target_id).map_or(0, |p| p.written_revision)
-        }
         _ => match store.get(dest, &ObjectKey::new(&e.obj_code, &e.target_id)).await? {
-            Some(t) => t.revision,
+            Some(_) => {
+                let kept = previous.as_ref().filter(|p| p.target_id == e.target_id);
+                (kept.map_or(0, |p| p.written_revision), previous_image())
+            }
             None => return Ok(None),
         },
     };
@@ -136,6 +150,7 @@ async fn history_after(
         written_revision,
         created_by_promotion: e.action.creates() || (same_target && previous.is_some_and(|p| p.created_by_promotion)),
         installation_id: installation_id.to_string(),
+        installed: image.filter(|_| written_revision != 0),
     }))
 }
 
@@ -175,11 +190,13 @@ async fn prune(
             if !ours || in_package.contains(h.source_id.as_str()) {
                 continue;
             }
+            // The full entry, image included, is what a rollback puts back.
+            let h = store.history(dest, &h.source_environment, &h.source_id).await?.unwrap_or(h);
             let before = store.get(dest, &ObjectKey::new(&child.obj_code, &child.id)).await?;
             undo.objects.push(UndoObject { key: child.clone(), before, pruned: true });
             changes.deletes.push(child.clone());
-            changes.record(Record::HistoryRemove { env: dest.to_string(), entry: h.clone() });
-            undo.history.push((Some(h.clone()), h));
+            changes.record(Record::HistoryRemove { env: dest.to_string(), entry: h.without_image() });
+            undo.history.push((Some(h.clone()), h.without_image()));
             // Pruning a child prunes what it owns.
             queue.push(child.id);
         }

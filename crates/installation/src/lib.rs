@@ -1,8 +1,9 @@
 //! The installation service: the configuration registry of its hosted environments,
-//! pre-runs, installations, rollbacks and promotion requests. Domain modules know no
+//! pre-runs, installations, rollbacks, drift reports and promotion requests. Domain modules know no
 //! transport; `grpc` holds the handlers, their conversions, the one error map and the
 //! package service client behind the `PackageSource` port.
 pub mod apply;
+pub mod drift;
 pub mod environments;
 pub mod error;
 pub mod fetch;
@@ -22,6 +23,8 @@ pub mod server;
 pub mod stale_promotions;
 pub mod state;
 
+#[cfg(test)]
+mod drift_tests;
 #[cfg(test)]
 mod export_tests;
 #[cfg(test)]

@@ -14,7 +14,7 @@ use promotion_core::objects::{ConfigObject, EntityRef, ObjectCollection, ObjectK
 use promotion_store::installation::ObjectQuery;
 use promotion_store::InstallationStore;
 
-fn obj(code: &str, n: u32, name: &str) -> ConfigObject {
+pub(crate) fn obj(code: &str, n: u32, name: &str) -> ConfigObject {
     ConfigObject {
         obj_code: code.into(),
         id: format!("{n:032x}"),
@@ -27,12 +27,12 @@ fn obj(code: &str, n: u32, name: &str) -> ConfigObject {
     }
 }
 
-fn owned(mut o: ConfigObject, parent: &ConfigObject) -> ConfigObject {
+pub(crate) fn owned(mut o: ConfigObject, parent: &ConfigObject) -> ConfigObject {
     o.parent = Some(parent.key());
     o
 }
 
-fn refer(mut o: ConfigObject, field: &str, target: &ConfigObject) -> ConfigObject {
+pub(crate) fn refer(mut o: ConfigObject, field: &str, target: &ConfigObject) -> ConfigObject {
     o.references.push(Reference {
         field: field.into(),
         obj_code: target.obj_code.clone(),
@@ -42,13 +42,13 @@ fn refer(mut o: ConfigObject, field: &str, target: &ConfigObject) -> ConfigObjec
     o
 }
 
-async fn put(store: &dyn InstallationStore, env: &str, catalog: &Catalog, objects: Vec<ConfigObject>) {
+pub(crate) async fn put(store: &dyn InstallationStore, env: &str, catalog: &Catalog, objects: Vec<ConfigObject>) {
     let changes = plan_put(store, env, catalog, objects, &Default::default()).await.unwrap();
     store.write(env, changes).await.unwrap();
 }
 
 /// Extracts the template package from `dev`.
-async fn extract(store: &dyn InstallationStore, catalog: &Catalog, root: &ConfigObject) -> PackageContent {
+pub(crate) async fn extract(store: &dyn InstallationStore, catalog: &Catalog, root: &ConfigObject) -> PackageContent {
     let roots = vec![ObjectCollection {
         obj_code: root.obj_code.clone(),
         entities: vec![EntityRef { id: root.id.clone(), name: String::new() }],
@@ -64,7 +64,7 @@ async fn extract(store: &dyn InstallationStore, catalog: &Catalog, root: &Config
     }
 }
 
-async fn install(
+pub(crate) async fn install(
     store: &dyn InstallationStore,
     catalog: &Catalog,
     content: &PackageContent,
@@ -77,12 +77,12 @@ async fn install(
     applied.undo
 }
 
-fn entry<'a>(plan: &'a Plan, id: &ConfigObject) -> &'a plan::Entry {
+pub(crate) fn entry<'a>(plan: &'a Plan, id: &ConfigObject) -> &'a plan::Entry {
     plan.entries.iter().find(|e| e.source_id == id.id).unwrap()
 }
 
 /// dev: template with two tasks referencing groups; qa: one group with the same name.
-async fn scenario(store: &dyn InstallationStore) -> (Catalog, Vec<ConfigObject>) {
+pub(crate) async fn scenario(store: &dyn InstallationStore) -> (Catalog, Vec<ConfigObject>) {
     let wf = workfront();
     let ops = obj("GROUP", 1, "Ops");
     let design = obj("GROUP", 2, "Design");

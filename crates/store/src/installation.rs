@@ -115,8 +115,12 @@ pub trait ObjectTable: Send + Sync {
 #[async_trait]
 pub trait HistoryTable: Send + Sync {
     async fn history(&self, dest: &str, source_env: &str, source_id: &str) -> Result<Option<HistoryEntry>>;
-    /// The history entry whose target is `target_id`, if a promotion mapped one onto it.
+    /// The history entry whose target is `target_id`, if a promotion mapped one onto it,
+    /// without its `installed` image (`history` has it).
     async fn history_by_target(&self, dest: &str, target_id: &str) -> Result<Option<HistoryEntry>>;
+    /// One page of `dest`'s history entries, images included, in (source environment,
+    /// source id) order.
+    async fn list_history(&self, dest: &str, page: &PageRequest) -> Result<Page<HistoryEntry>>;
 }
 
 #[async_trait]

@@ -105,6 +105,20 @@ fn rec(s: String) -> Vec<u8> {
     k
 }
 
+/// Where an oldest-first listing under `prefix` starts: right after the key its page
+/// position names, or at the prefix.
+fn resume_after(prefix: &[u8], page: &PageRequest) -> Result<Vec<u8>> {
+    match &page.after {
+        Some(p) if p.as_bytes().starts_with(prefix) => {
+            let mut s = p.as_bytes().to_vec();
+            s.push(0);
+            Ok(s)
+        }
+        Some(_) => Err(StoreError::corrupt("page position does not belong to this listing")),
+        None => Ok(prefix.to_vec()),
+    }
+}
+
 fn history_key(dest: &str, source_env: &str, source_id: &str) -> Vec<u8> {
     rec(format!("hist/{dest}\0{source_env}\0{source_id}"))
 }
@@ -274,7 +288,8 @@ impl KvInstallationStore {
         match r {
             Record::HistoryPut { env, entry } => {
                 ops.push((history_key(&env, &entry.source_environment, &entry.source_id), Some(encode(&entry))));
-                ops.push((history_rev_key(&env, &entry.target_id), Some(encode(&entry))));
+                // The target index finds the entry; only the entry itself keeps the image.
+                ops.push((history_rev_key(&env, &entry.target_id), Some(encode(&entry.without_image()))));
             }
             Record::HistoryRemove { env, entry } => {
                 ops.push((history_key(&env, &entry.source_environment, &entry.source_id), None));
@@ -422,15 +437,7 @@ impl ObjectTable for SharedKvInstallationStore {
     async fn list_objects(&self, env: &str, query: &ObjectQuery, page: &PageRequest) -> Result<Page<ConfigObject>> {
         read_view!(self, env);
         let prefix = type_prefix(env, &query.obj_code);
-        let start = match &page.after {
-            Some(p) if p.as_bytes().starts_with(&prefix) => {
-                let mut s = p.as_bytes().to_vec();
-                s.push(0);
-                s
-            }
-            Some(_) => return Err(StoreError::corrupt("page position does not belong to this listing")),
-            None => prefix.clone(),
-        };
+        let start = resume_after(&prefix, page)?;
         let end = prefix_end(&prefix);
         let mut items = Vec::new();
         for item in self.0.engine.range(&start, end.as_deref(), false) {
@@ -459,6 +466,22 @@ impl HistoryTable for SharedKvInstallationStore {
     async fn history_by_target(&self, dest: &str, target_id: &str) -> Result<Option<HistoryEntry>> {
         read_view!(self, dest);
         self.0.get_json(&history_rev_key(dest, target_id))
+    }
+
+    async fn list_history(&self, dest: &str, page: &PageRequest) -> Result<Page<HistoryEntry>> {
+        read_view!(self, dest);
+        let prefix = rec(format!("hist/{dest}\0"));
+        let start = resume_after(&prefix, page)?;
+        let end = prefix_end(&prefix);
+        let mut items = Vec::new();
+        for item in self.0.engine.range(&start, end.as_deref(), false) {
+            let (k, v) = item?;
+            items.push(decode(&v)?);
+            if items.len() == page.size {
+                return Ok(Page { items, next: Some(Position::from_bytes(k)) });
+            }
+        }
+        Ok(Page { items, next: None })
     }
 }
 
@@ -625,15 +648,7 @@ pub(crate) fn list_audit(
     filter: &AuditFilter,
     page: &PageRequest,
 ) -> Result<Page<AuditEvent>> {
-    let start = match &page.after {
-        Some(p) if p.as_bytes().starts_with(prefix) => {
-            let mut s = p.as_bytes().to_vec();
-            s.push(0);
-            s
-        }
-        Some(_) => return Err(StoreError::corrupt("page position does not belong to this listing")),
-        None => prefix.to_vec(),
-    };
+    let start = resume_after(prefix, page)?;
     let end = prefix_end(prefix);
     let mut items = Vec::new();
     for item in engine.range(&start, end.as_deref(), false) {

@@ -9,7 +9,7 @@ use promotion_core::cursor::PageRequest;
 use promotion_core::identity::Identity;
 use promotion_core::objects::{ConfigObject, ObjectKey, Reference};
 use promotion_core::promotion::{PromotionRecord, PromotionStatus};
-use promotion_core::records::{InstallationRecord, InstallationStatus};
+use promotion_core::records::{HistoryEntry, InstallationRecord, InstallationStatus};
 use promotion_store::installation::{EnvWrite, InstallationFilter, ObjectQuery, Record};
 use promotion_store::shared::{IdempotencyRecord, RequestKey};
 use promotion_store::InstallationStore;
@@ -293,4 +293,48 @@ async fn secret_keys_are_generated_once_and_survive_a_restart() {
     assert_eq!(packages.secret_key("page-tokens").await.unwrap(), key);
     let memory = promotion_store::memory_package_store();
     assert_eq!(memory.secret_key("page-tokens").await.unwrap().len(), 32);
+}
+
+fn history(source_id: u32, target_id: u32, image: Option<ConfigObject>) -> HistoryEntry {
+    HistoryEntry {
+        source_environment: "dev".into(),
+        source_id: format!("{source_id:032x}"),
+        obj_code: "GROUP".into(),
+        target_id: format!("{target_id:032x}"),
+        written_revision: 1,
+        created_by_promotion: true,
+        installation_id: "i".into(),
+        installed: image,
+    }
+}
+
+#[tokio::test]
+async fn history_lists_one_environment_with_images_and_resumes() {
+    for b in installation_stores() {
+        let s = b.store.as_ref();
+        let image = obj("GROUP", 100, "Ops");
+        let records = vec![
+            Record::HistoryPut { env: "qa".into(), entry: history(2, 102, None) },
+            Record::HistoryPut { env: "qa".into(), entry: history(1, 100, Some(image.clone())) },
+            Record::HistoryPut { env: "qa".into(), entry: history(3, 103, None) },
+            Record::HistoryPut { env: "qa2".into(), entry: history(4, 104, None) },
+        ];
+        commit(s, "qa", EnvWrite { records, ..Default::default() }).await;
+        let first = s.list_history("qa", &PageRequest::first(2)).await.unwrap();
+        let ids: Vec<&str> = first.items.iter().map(|h| h.target_id.as_str()).collect();
+        assert_eq!(ids, [format!("{:032x}", 100), format!("{:032x}", 102)], "{}", b.name);
+        assert_eq!(first.items[0].installed.as_ref(), Some(&image), "{}: the listing carries the image", b.name);
+        let rest = s.list_history("qa", &PageRequest { size: 2, after: first.next }).await.unwrap();
+        let ids: Vec<&str> = rest.items.iter().map(|h| h.target_id.as_str()).collect();
+        assert_eq!((ids, rest.next), (vec![format!("{:032x}", 103).as_str()], None), "{}", b.name);
+
+        let full = s.history("qa", "dev", &format!("{:032x}", 1)).await.unwrap().unwrap();
+        assert_eq!(full.installed, Some(image), "{}", b.name);
+        let by_target = s.history_by_target("qa", &format!("{:032x}", 100)).await.unwrap().unwrap();
+        assert_eq!(by_target, full.without_image(), "{}", b.name);
+        let remove = Record::HistoryRemove { env: "qa".into(), entry: full.without_image() };
+        commit(s, "qa", EnvWrite { records: vec![remove], ..Default::default() }).await;
+        assert_eq!(s.list_history("qa", &all()).await.unwrap().items.len(), 2, "{}", b.name);
+        assert!(s.history_by_target("qa", &format!("{:032x}", 100)).await.unwrap().is_none(), "{}", b.name);
+    }
 }

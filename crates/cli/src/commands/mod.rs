@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod drift;
 pub mod env;
 pub mod install;
 pub mod objects;

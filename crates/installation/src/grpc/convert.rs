@@ -1,11 +1,12 @@
 //! Conversions between installation-service messages and the domain's types: plans and
-//! translation maps (paged by bytes), pre-runs, installations, promotion requests,
+//! translation maps (paged by bytes), pre-runs, installations, drift reports, promotion requests,
 //! catalogs and export chunks.
 use std::collections::HashMap;
 use tonic::Status;
 
+use crate::drift::{DriftEntry, DriftState};
 use crate::environments::Export;
-use crate::plan::{Action, Collision, Entry, MatchKind, Override, Plan};
+use crate::plan::{Action, Collision, Entry, FieldChange, MatchKind, Override, Plan};
 use promotion_api::convert::{json_to_value, opt_timestamp, timestamp};
 use promotion_api::status::bad_field;
 use promotion_api::v1 as pb;
@@ -34,6 +35,37 @@ fn action_from_proto(v: i32) -> Option<Action> {
     }
 }
 
+fn changes_to_proto(changes: &[FieldChange]) -> Vec<pb::FieldChange> {
+    changes
+        .iter()
+        .map(|c| pb::FieldChange {
+            path: c.path.clone(),
+            before: Some(json_to_value(&c.before)),
+            after: Some(json_to_value(&c.after)),
+        })
+        .collect()
+}
+
+pub fn drift_entry_to_proto(e: &DriftEntry) -> pb::DriftEntry {
+    let h = &e.history;
+    pb::DriftEntry {
+        obj_code: h.obj_code.clone(),
+        id: h.target_id.clone(),
+        name: e.name.clone(),
+        state: match e.state {
+            DriftState::Unchanged => pb::DriftState::Unchanged,
+            DriftState::LocallyModified => pb::DriftState::LocallyModified,
+            DriftState::Deleted => pb::DriftState::Deleted,
+        } as i32,
+        source_environment: h.source_environment.clone(),
+        source_id: h.source_id.clone(),
+        installation_id: h.installation_id.clone(),
+        installed_revision: h.written_revision,
+        current_revision: e.current_revision,
+        changes: changes_to_proto(&e.changes),
+    }
+}
+
 fn entry_to_proto(e: &Entry, status: Option<EntryStatus>) -> pb::TranslationEntry {
     pb::TranslationEntry {
         name: e.name.clone(),
@@ -52,15 +84,7 @@ fn entry_to_proto(e: &Entry, status: Option<EntryStatus>) -> pb::TranslationEntr
             Collision::IdMatch => pb::Collision::IdMatch,
             Collision::NameMatch => pb::Collision::NameMatch,
         } as i32,
-        changes: e
-            .changes
-            .iter()
-            .map(|c| pb::FieldChange {
-                path: c.path.clone(),
-                before: Some(json_to_value(&c.before)),
-                after: Some(json_to_value(&c.after)),
-            })
-            .collect(),
+        changes: changes_to_proto(&e.changes),
         reason: e.reason.clone(),
         alt_name: e.alt_name.clone(),
         candidate_ids: e.candidate_ids.clone(),

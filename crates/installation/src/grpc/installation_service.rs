@@ -1,10 +1,11 @@
-//! `promotion.v1.InstallationService`: pre-runs, installations and rollbacks.
+//! `promotion.v1.InstallationService`: pre-runs, installations, rollbacks and drift reports.
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::commands::ForEnvironment;
-use super::convert::{installation_to_proto, pre_run_to_proto, EntryPage};
+use super::convert::{drift_entry_to_proto, installation_to_proto, pre_run_to_proto, EntryPage};
 use super::{check_request_id, list_failure, next_page_token, page_request, require_uuid};
+use crate::drift::drift;
 use crate::install::{create_installation, InstallRequest};
 use crate::installations::{get_installation, list_installations};
 use crate::pre_run::{create_pre_run, get_pre_run, PreRunRequest};
@@ -125,5 +126,24 @@ impl pb::installation_service_server::InstallationService for InstallationApi {
         self.state.authorize(&caller, &record.destination, Permission::InstallationWrite).await?;
         let record = rollback(&self.state, &caller, &req.id, req.force, &req.request_id).await?;
         Ok(Response::new(installation_to_proto(&record, EntryPage::default())))
+    }
+
+    async fn get_drift(&self, req: Request<pb::GetDriftRequest>) -> Result<Response<pb::GetDriftResponse>, Status> {
+        let caller = caller(&req)?;
+        let req = req.into_inner();
+        let info = self.state.authorize(&caller, &req.environment, Permission::InstallationRead).await?;
+        let scope = Scope::new("GetDrift", &caller.organization).filter(&info.id);
+        let page_request = page_request(&self.state, &scope, req.page_size, &req.page_token).await?;
+        let (store, env) = (self.state.store.as_ref(), info.id.as_str());
+        let found = bounded(page_request.clone(), PAGE_BYTES, item_len, |p| async move {
+            drift(store, env, &p).await.map(|page| page.map(|e| drift_entry_to_proto(&e)))
+        })
+        .await
+        .map_err(|e| list_failure(e, &page_request))?;
+        Ok(Response::new(pb::GetDriftResponse {
+            environment: info.id.clone(),
+            next_page_token: next_page_token(&self.state, &scope, found.next.as_ref()).await?,
+            entries: found.items,
+        }))
     }
 }
