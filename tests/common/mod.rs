@@ -38,6 +38,8 @@ pub struct DevServices {
     pub child: Child,
     pub package_addr: SocketAddr,
     pub installation_addr: SocketAddr,
+    /// The one HTTP address of both services' JSON API.
+    pub http_addr: SocketAddr,
     pub data_dir: tempfile::TempDir,
 }
 
@@ -60,16 +62,18 @@ impl DevServices {
     async fn spawn(data_dir: tempfile::TempDir, rust_log: &str, stderr: Stdio) -> DevServices {
         let package_addr = free_addr();
         let installation_addr = free_addr();
+        let http_addr = free_addr();
         let child = promotion_command()
             .args(["dev", "--data-dir"])
             .arg(data_dir.path())
             .args(["--package-addr", &package_addr.to_string(), "--installation-addr", &installation_addr.to_string()])
+            .args(["--http-addr", &http_addr.to_string()])
             .env("RUST_LOG", rust_log)
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
             .expect("start promotion dev");
-        let services = DevServices { child, package_addr, installation_addr, data_dir };
+        let services = DevServices { child, package_addr, installation_addr, http_addr, data_dir };
         services.wait_serving().await;
         services
     }
@@ -111,6 +115,11 @@ impl DevServices {
 
     pub fn package_url(&self) -> String {
         format!("http://{}", self.package_addr)
+    }
+
+    /// The JSON API's base URL (`http://host:port/environment-promotion/v1`).
+    pub fn api_url(&self) -> String {
+        format!("http://{}/environment-promotion/v1", self.http_addr)
     }
 
     pub fn installation_url(&self) -> String {
@@ -406,4 +415,46 @@ pub async fn group_package(c: &mut Clients, name: &str, statuses: &[pb::PackageS
         p = set_package_status(c, &p.id, *s).await;
     }
     p
+}
+
+/// An answer of the JSON API.
+#[derive(Debug)]
+pub struct HttpAnswer {
+    pub status: u16,
+    /// Header names in lowercase.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpAnswer {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// One HTTP/1.1 request over its own connection, as curl sends it: `target` is a path,
+/// `headers` are `Name: value` lines.
+pub async fn http_call(addr: SocketAddr, method: &str, target: &str, headers: &[&str], body: &str) -> HttpAnswer {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect to the HTTP port");
+    let mut request = format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for header in headers {
+        request.push_str(&format!("{header}\r\n"));
+    }
+    request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    HttpAnswer { status, headers, body: body.to_string() }
 }

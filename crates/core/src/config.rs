@@ -18,6 +18,10 @@ pub struct Config {
     /// when unset.
     #[serde(default)]
     pub admin_listen: Option<SocketAddr>,
+    /// HTTP address of the seed-001 JSON API (`/environment-promotion/v1/`) and the
+    /// console; none when unset.
+    #[serde(default)]
+    pub http_listen: Option<SocketAddr>,
     /// Where this service keeps its sled database.
     pub data_dir: PathBuf,
     #[serde(default)]
@@ -451,6 +455,7 @@ fn is_valid_name(id: &str) -> bool {
 pub const TOP_LEVEL_KEYS: &[&str] = &[
     "listen",
     "admin_listen",
+    "http_listen",
     "data_dir",
     "log_format",
     "package_service",

@@ -23,6 +23,8 @@ pub struct DevOptions {
     pub data_dir: PathBuf,
     pub package_addr: SocketAddr,
     pub installation_addr: SocketAddr,
+    /// The one HTTP address serving both services' JSON API.
+    pub http_addr: SocketAddr,
     pub log_format: LogFormat,
 }
 
@@ -67,6 +69,7 @@ pub fn configs(opts: &DevOptions) -> (Config, Config) {
     let base = Config {
         listen: opts.package_addr,
         admin_listen: None,
+        http_listen: None,
         data_dir: opts.data_dir.join("package"),
         log_format: opts.log_format,
         package_service: None,
@@ -170,7 +173,7 @@ pub fn write_configs(opts: &DevOptions, dir: &std::path::Path) -> Result<(), Box
 
 /// Runs development mode until SIGINT/SIGTERM.
 pub async fn run(opts: DevOptions) -> Result<(), BoxError> {
-    for addr in [opts.package_addr, opts.installation_addr] {
+    for addr in [opts.package_addr, opts.installation_addr, opts.http_addr] {
         if !addr.ip().is_loopback() {
             return Err(format!("development mode listens on loopback only, not {addr}").into());
         }
@@ -178,18 +181,27 @@ pub async fn run(opts: DevOptions) -> Result<(), BoxError> {
     let (package_config, installation_config) = configs(&opts);
     let package_listener = tokio::net::TcpListener::bind(opts.package_addr).await?;
     let installation_listener = tokio::net::TcpListener::bind(opts.installation_addr).await?;
+    let package_state = promotion_package::server::open(package_config)?;
     let installation_state = installation_server::open(installation_config)?;
     seed_once(&installation_state).await?;
+    // One address for both services' JSON API, each called in process.
+    let upstreams = promotion_web::Upstreams {
+        package: Some(promotion_serving::in_process(promotion_package::server::grpc_routes(&package_state))),
+        installation: Some(promotion_serving::in_process(installation_server::grpc_routes(&installation_state))),
+    };
+    let max_message_bytes = package_state.config.limits.max_message_bytes;
+    let http = promotion_web::start(opts.http_addr, "--http-addr", &upstreams, max_message_bytes).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let package =
-        tokio::spawn(promotion_package::server::run(package_config, package_listener, stopped(stop_rx.clone())));
+        tokio::spawn(promotion_package::server::run(package_state, package_listener, stopped(stop_rx.clone())));
     let installation =
         tokio::spawn(installation_server::run(installation_state, installation_listener, stopped(stop_rx)));
     print_banner(&opts);
     promotion_serving::shutdown_signal().await;
+    http.stop();
     let _ = stop_tx.send(true);
     package.await??;
     installation.await??;
@@ -199,11 +211,13 @@ pub async fn run(opts: DevOptions) -> Result<(), BoxError> {
 fn print_banner(opts: &DevOptions) {
     let p = opts.package_addr;
     let i = opts.installation_addr;
+    let h = opts.http_addr;
     println!(
         r#"
 promotion development mode
   package service       {p}  (PackageService, AuthService, AuditService)
   installation service  {i}  (EnvironmentService, InstallationService, PromotionService, AuditService)
+  HTTP                  {h}  (the JSON API under /environment-promotion/v1/)
   data                  {data}
   organizations         acme (dev, qa, prod; catalog workfront), globex (globex-dev, globex-prod; catalog apim)
   clients               admin, alice, bob, victor, erin (acme); gina (globex); secret = <id>-secret
@@ -212,6 +226,11 @@ Get a token and make a first call:
   TOKEN=$(grpcurl -plaintext -d '{{"client_id":"alice","client_secret":"alice-secret"}}' \
       {p} promotion.v1.AuthService/IssueToken | python3 -c 'import json,sys; print(json.load(sys.stdin)["accessToken"])')
   grpcurl -plaintext -H "authorization: Bearer $TOKEN" {i} promotion.v1.EnvironmentService/ListEnvironments
+
+Or over HTTP:
+  TOKEN=$(curl -s -d '{{"clientId":"alice","clientSecret":"alice-secret"}}' http://{h}/environment-promotion/v1/token \
+      | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["accessToken"])')
+  curl -s -H "Authorization: Bearer $TOKEN" http://{h}/environment-promotion/v1/packages
 "#,
         data = opts.data_dir.display()
     );

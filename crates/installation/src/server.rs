@@ -1,8 +1,9 @@
 //! Starting and stopping the installation service: open the store, recover, build the
-//! gRPC router, serve until shutdown, flush.
+//! gRPC routes, serve until shutdown, flush.
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tonic::service::interceptor::InterceptedService;
+use tonic::service::Routes;
 
 use crate::grpc::environment_service::EnvironmentApi;
 use crate::grpc::package_client::PackageClient;
@@ -42,6 +43,26 @@ pub fn open(config: Config) -> Result<Arc<State>, BoxError> {
     Ok(Arc::new(State::new(config, directory, store, signer, packages)))
 }
 
+/// The `promotion.v1` services of this server, behind the token check: what the gRPC port
+/// serves next to health and reflection, and what the HTTP front door calls in process.
+pub fn grpc_routes(state: &Arc<State>) -> Routes {
+    let limit = state.config.limits.max_message_bytes;
+    let authed = auth_interceptor(state.signer.clone());
+    let routes = Routes::new(InterceptedService::new(
+        pb::environment_service_server::EnvironmentServiceServer::new(EnvironmentApi::new(state.clone()))
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit),
+        authed.clone(),
+    ))
+    .add_service(InterceptedService::new(
+        pb::audit_service_server::AuditServiceServer::new(AuditApi::new(state.clone()))
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit),
+        authed.clone(),
+    ));
+    crate::grpc::add_installation_services(routes, state.clone(), authed, limit)
+}
+
 /// Runs the installation service on `listener` until `shutdown` resolves.
 pub async fn run(
     state: Arc<State>,
@@ -52,26 +73,12 @@ pub async fn run(
     let sized = state.clone();
     let admin =
         Admin::start(state.config.admin_listen, "installation", Arc::new(move || sized.store.size_on_disk())).await?;
-    let limit = state.config.limits.max_message_bytes;
     let (reflection_v1, reflection_v1alpha) = serving::reflection(SERVICES);
-    let authed = auth_interceptor(state.signer.clone());
     let router = serving::server_builder()
+        .add_routes(grpc_routes(&state))
         .add_service(health_service)
         .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(InterceptedService::new(
-            pb::environment_service_server::EnvironmentServiceServer::new(EnvironmentApi::new(state.clone()))
-                .max_decoding_message_size(limit)
-                .max_encoding_message_size(limit),
-            authed.clone(),
-        ))
-        .add_service(InterceptedService::new(
-            pb::audit_service_server::AuditServiceServer::new(AuditApi::new(state.clone()))
-                .max_decoding_message_size(limit)
-                .max_encoding_message_size(limit),
-            authed.clone(),
-        ));
-    let router = crate::grpc::add_installation_services(router, state.clone(), authed, limit);
+        .add_service(reflection_v1alpha);
     let recovered = crate::recovery::recover(&state).await?;
     if recovered > 0 {
         tracing::warn!(count = recovered, "marked interrupted installations FAILED");

@@ -1,7 +1,9 @@
 //! Plumbing every gRPC server here shares: token verification and the caller's identity,
 //! health and reflection, logging, metrics and the admin port, the AuditService both
-//! services serve, and shutdown on SIGINT/SIGTERM.
+//! services serve, shutdown on SIGINT/SIGTERM, the HTTP server every HTTP port runs, and
+//! a server's gRPC services called in process (what the HTTP front doors call).
 pub mod audit_service;
+pub mod http;
 pub mod limits;
 pub mod memory;
 pub mod metrics;
@@ -206,7 +208,7 @@ pub async fn shutdown_signal() {
 
 /// A log span per call carrying the method, the caller's request id (or a new one) and
 /// the call's W3C trace id and span id.
-pub fn request_span<B>(req: &http::Request<B>, trace: &TraceContext) -> tracing::Span {
+pub fn request_span<B>(req: &::http::Request<B>, trace: &TraceContext) -> tracing::Span {
     let request_id = req
         .headers()
         .get("x-request-id")
@@ -277,6 +279,48 @@ pub fn server_builder() -> Server {
         .layer(trace::TraceLayer)
         .layer(metrics::layer())
         .layer(limits::LimitsLayer)
+}
+
+/// A gRPC server's services as a client calls them: in process ([`in_process`]) or over a
+/// connection ([`remote`]). The HTTP front doors call every RPC through one of these.
+pub type GrpcHandle = tower::util::BoxCloneSyncService<
+    ::http::Request<tonic::body::Body>,
+    ::http::Response<tonic::body::Body>,
+    TransportError,
+>;
+
+/// Why a call through a [`GrpcHandle`] never reached the server (its connection failed).
+/// A concrete type, not a boxed error: futures holding boxed trait objects trip the
+/// compiler's Send checks in generic client code.
+#[derive(Debug)]
+pub struct TransportError(pub String);
+
+impl std::fmt::Display for TransportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TransportError {}
+
+/// `routes` behind the same layers [`server_builder`] puts in front of them (trace and log
+/// span, metrics and the access log, transport limits), called without a socket: a call
+/// through it is a gRPC call in every respect but the connection.
+pub fn in_process(routes: tonic::service::Routes) -> GrpcHandle {
+    use tower::ServiceExt;
+    use tower_layer::Layer;
+    let layered = trace::TraceLayer.layer(metrics::layer().layer(limits::LimitsLayer.layer(routes.prepare())));
+    let boxed = |r: ::http::Response<metrics::MeteredBody<tonic::body::Body>>| r.map(tonic::body::Body::new);
+    let service = ServiceExt::<::http::Request<tonic::body::Body>>::map_response(layered, boxed);
+    let service = ServiceExt::<::http::Request<tonic::body::Body>>::map_err(service, |e| match e {});
+    GrpcHandle::new(service)
+}
+
+/// The gRPC services at `address` (`http://host:port`), connected on first use.
+pub fn remote(address: &str) -> Result<GrpcHandle, tonic::transport::Error> {
+    use tower::ServiceExt;
+    let channel = tonic::transport::Endpoint::from_shared(address.to_string())?.connect_lazy();
+    Ok(GrpcHandle::new(channel.map_err(|e| TransportError(e.to_string()))))
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then reports NOT_SERVING and

@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::Full;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -29,6 +28,8 @@ use prometheus_client::registry::Registry as Exposition;
 use tonic::Code;
 use tower_layer::Layer;
 use tower_service::Service;
+
+use crate::http::{text, with_type, HttpServer, Routes};
 
 /// Upper bounds (seconds) of the per-RPC latency histogram.
 const LATENCY_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
@@ -478,8 +479,7 @@ pub type StoreSizeFn = Arc<dyn Fn() -> u64 + Send + Sync>;
 /// The admin HTTP server of one service: `GET /metrics` and `GET /healthz`.
 pub struct Admin {
     serving: Arc<AtomicBool>,
-    addr: Option<SocketAddr>,
-    task: Option<tokio::task::JoinHandle<()>>,
+    server: Option<HttpServer>,
 }
 
 impl Admin {
@@ -492,21 +492,17 @@ impl Admin {
     ) -> Result<Admin, std::io::Error> {
         let serving = Arc::new(AtomicBool::new(false));
         let Some(addr) = addr else {
-            return Ok(Admin { serving, addr: None, task: None });
+            return Ok(Admin { serving, server: None });
         };
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| std::io::Error::new(e.kind(), format!("admin_listen {addr}: {e}")))?;
-        let addr = listener.local_addr()?;
-        tracing::info!(%addr, "admin HTTP serving /metrics and /healthz");
-        let routes = AdminRoutes { service, store_size, serving: serving.clone() };
-        let task = tokio::spawn(accept(listener, routes));
-        Ok(Admin { serving, addr: Some(addr), task: Some(task) })
+        let server =
+            HttpServer::start(addr, "admin_listen", admin_routes(service, store_size, serving.clone())).await?;
+        tracing::info!(addr = %server.local_addr(), "admin HTTP serving /metrics and /healthz");
+        Ok(Admin { serving, server: Some(server) })
     }
 
     /// Where the admin port listens, if it does.
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.addr
+        self.server.as_ref().map(HttpServer::local_addr)
     }
 
     pub fn set_serving(&self, serving: bool) {
@@ -527,83 +523,36 @@ impl Admin {
     }
 
     /// Stops accepting admin connections.
-    pub fn stop(mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
+    pub fn stop(self) {
+        if let Some(server) = self.server {
+            server.stop();
         }
     }
 }
 
-#[derive(Clone)]
-struct AdminRoutes {
-    service: &'static str,
-    store_size: StoreSizeFn,
-    serving: Arc<AtomicBool>,
-}
-
-async fn accept(listener: tokio::net::TcpListener, routes: AdminRoutes) {
-    loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                // Out of file descriptors and the like: back off rather than spin.
-                tracing::warn!(error = %e, "admin listener cannot accept");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
+fn admin_routes(service: &'static str, store_size: StoreSizeFn, serving: Arc<AtomicBool>) -> Routes {
+    Routes::default()
+        .route(http::Method::GET, "/healthz", move |_| {
+            let up = serving.load(Ordering::SeqCst);
+            async move {
+                match up {
+                    true => text(http::StatusCode::OK, "SERVING\n"),
+                    false => text(http::StatusCode::SERVICE_UNAVAILABLE, "NOT_SERVING\n"),
+                }
             }
-        };
-        let routes = routes.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let routes = routes.clone();
-                async move { Ok::<_, std::convert::Infallible>(routes.respond(req).await) }
-            });
-            let io = hyper_util::rt::TokioIo::new(stream);
-            if let Err(e) = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await {
-                tracing::debug!(error = %e, "admin connection ended with an error");
+        })
+        .route(http::Method::GET, "/metrics", move |_| {
+            let read = store_size.clone();
+            async move {
+                // Reading the size lists the store's files: keep it off the async workers.
+                let bytes = tokio::task::spawn_blocking(move || read()).await.unwrap_or(0);
+                let body = Bytes::from(render(&[StoreSize { service, bytes }]));
+                with_type(http::StatusCode::OK, body, "application/openmetrics-text; version=1.0.0; charset=utf-8")
             }
-        });
-    }
-}
-
-impl AdminRoutes {
-    async fn respond<B>(&self, req: http::Request<B>) -> http::Response<Full<Bytes>> {
-        let path = req.uri().path();
-        if path != "/metrics" && path != "/healthz" {
-            return plain(
-                http::StatusCode::NOT_FOUND,
-                "not found: the admin port serves /metrics and /healthz\n".into(),
-            );
-        }
-        if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
-            return plain(http::StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n".into());
-        }
-        if path == "/healthz" {
-            return match self.serving.load(Ordering::SeqCst) {
-                true => plain(http::StatusCode::OK, "SERVING\n".into()),
-                false => plain(http::StatusCode::SERVICE_UNAVAILABLE, "NOT_SERVING\n".into()),
-            };
-        }
-        let read = self.store_size.clone();
-        // Reading the size lists the store's files: keep it off the async workers.
-        let bytes = tokio::task::spawn_blocking(move || read()).await.unwrap_or(0);
-        let text = render(&[StoreSize { service: self.service, bytes }]);
-        let mut response = plain(http::StatusCode::OK, text);
-        response.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
-        );
-        response
-    }
-}
-
-fn plain(status: http::StatusCode, text: String) -> http::Response<Full<Bytes>> {
-    let mut response = http::Response::new(Full::new(Bytes::from(text)));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
-    response
+        })
+        .fallback(|_| async {
+            text(http::StatusCode::NOT_FOUND, "not found: the admin port serves /metrics and /healthz\n")
+        })
 }
 
 #[cfg(test)]
@@ -768,7 +717,7 @@ mod tests {
     #[tokio::test]
     async fn no_address_means_no_admin_port() {
         let admin = Admin::start(None, "package", Arc::new(|| 0)).await.unwrap();
-        assert!(admin.task.is_none() && admin.local_addr().is_none());
+        assert!(admin.server.is_none() && admin.local_addr().is_none());
         admin.stop();
     }
 }

@@ -10,7 +10,7 @@ pub mod status;
 
 use std::sync::Arc;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::server::Router;
+use tonic::service::Routes;
 
 use crate::environments::EnvError;
 use crate::state::State;
@@ -20,11 +20,11 @@ use promotion_core::cursor::{PageRequest, Position, Scope};
 use tonic::Status;
 
 /// Adds InstallationService and PromotionService behind the token check.
-pub fn add_installation_services<I, L>(router: Router<L>, state: Arc<State>, authed: I, limit: usize) -> Router<L>
+pub fn add_installation_services<I>(routes: Routes, state: Arc<State>, authed: I, limit: usize) -> Routes
 where
     I: tonic::service::Interceptor + Clone + Send + Sync + 'static,
 {
-    router
+    routes
         .add_service(InterceptedService::new(
             pb::installation_service_server::InstallationServiceServer::new(
                 installation_service::InstallationApi::new(state.clone()),

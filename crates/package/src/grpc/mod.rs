@@ -8,17 +8,17 @@ pub mod status;
 
 use std::sync::Arc;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::server::Router;
+use tonic::service::Routes;
 
 use crate::state::State;
 use promotion_api::v1 as pb;
 
 /// Adds PackageService behind the token check.
-pub fn add_package_service<I, L>(router: Router<L>, state: Arc<State>, authed: I, limit: usize) -> Router<L>
+pub fn add_package_service<I>(routes: Routes, state: Arc<State>, authed: I, limit: usize) -> Routes
 where
     I: tonic::service::Interceptor + Clone + Send + Sync + 'static,
 {
-    router.add_service(InterceptedService::new(
+    routes.add_service(InterceptedService::new(
         pb::package_service_server::PackageServiceServer::new(package_service::PackageApi::new(state))
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit),
