@@ -151,6 +151,7 @@ enum Rpc {
     GetInstallation,
     RollbackInstallation,
     GetDrift,
+    CheckInstallation,
     RequestPromotion,
     ListPromotionTasks,
     ListPromotionRequests,
@@ -236,6 +237,12 @@ const MATRIX: &[Row] = &[
     row(I, INST, Rpc::GetInstallation, NO_INSTALLATION, Who::Olga, DENIED, "installation.read"),
     row(I, INST, Rpc::RollbackInstallation, NO_INSTALLATION, Who::Victor, DENIED, "installation.write"),
     row(I, INST, Rpc::GetDrift, NO_ENV, Who::Olga, DENIED, "installation.read on the environment"),
+    // Asked by the package service with the reporter's token; "another organization" is
+    // globex's installer asking about acme's qa, which its `*` does not cover.
+    Row {
+        other: Who::GlobexInternal,
+        ..row(I, INST, Rpc::CheckInstallation, NO_ENV, Who::Alice, DENIED, "installation.record (role internal)")
+    },
     row(I, PROMO, Rpc::RequestPromotion, NO_ENV, Who::Bob, DENIED, "promotion.request on the source"),
     // Tasks are the pending requests where the caller holds promotion.approve: none for her.
     row(I, PROMO, Rpc::ListPromotionTasks, Allowed, Who::Olga, Allowed, "lists only the caller's tasks"),
@@ -519,6 +526,16 @@ async fn call(rpc: Rpc, host: Host, who: Who, c: &mut Clients, f: &Fixture) -> R
             let req = pb::GetDriftRequest { environment: "qa".into(), ..Default::default() };
             let r = c.installations.get_drift(req).await?.into_inner();
             orgs(std::iter::once(r.environment).chain(r.entries.into_iter().map(|e| e.source_environment)).collect())
+        }
+        Rpc::CheckInstallation => {
+            let req = pb::CheckInstallationRequest {
+                installation_id: f.installation_id.clone(),
+                package_id: p.id.clone(),
+                package_version: p.version,
+                destination_environment: "qa".into(),
+            };
+            c.installations.check_installation(req).await?;
+            none()
         }
         Rpc::RequestPromotion => {
             let req = pb::RequestPromotionRequest {

@@ -415,32 +415,66 @@ async fn a_missing_root_fails_the_extraction_naming_it() {
     );
 }
 
+async fn install_into_qa(deployer: &mut Clients, package_id: &str) -> pb::Installation {
+    let req = pb::CreateInstallationRequest {
+        package_id: package_id.into(),
+        destination_environment: "qa".into(),
+        ..Default::default()
+    };
+    deployer.installations.create_installation(req).await.unwrap().into_inner()
+}
+
+/// The package's counts once the installation service's outbox has reported `installs`
+/// installations into qa.
+async fn counted_in_qa(client: &mut Packages, id: &str, installs: i64) -> BTreeMap<String, i64> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let counts: BTreeMap<_, _> = get(client, id).await.installation_counts.into_iter().collect();
+        if counts.get("qa") == Some(&installs) || std::time::Instant::now() > deadline {
+            return counts;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test]
-async fn installations_are_counted_once_per_installation_id() {
+async fn only_installations_the_destination_holds_are_counted_and_each_once() {
     let dev = DevServices::start().await;
     let mut alice = dev.clients("alice").await;
+    let mut bob = dev.clients("bob").await;
     let mut service = dev.clients("installation-service").await;
-    let p = create_settled(&mut alice.packages, onboarding_only("Installed package")).await;
-    let report = |installation: &str, env: &str| pb::RecordInstallationRequest {
-        package_id: p.id.clone(),
-        package_version: 1,
+    let p = group_package(&mut alice, "Counted package", &[pb::PackageStatus::Preview]).await;
+    let report = |package: &pb::Package, installation: &str, env: &str| pb::RecordInstallationRequest {
+        package_id: package.id.clone(),
+        package_version: package.version,
         installation_id: installation.into(),
         destination_environment: env.into(),
         request_id: String::new(),
     };
-    let first = service.packages.record_installation(report("inst-1", "qa")).await.unwrap().into_inner();
-    assert!(first.newly_recorded);
-    let again = service.packages.record_installation(report("inst-1", "qa")).await.unwrap().into_inner();
-    assert!(!again.newly_recorded);
-    service.packages.record_installation(report("inst-2", "qa")).await.unwrap();
-    let last = service.packages.record_installation(report("inst-3", "prod")).await.unwrap().into_inner();
-    let counts: BTreeMap<_, _> = last.installation_counts.into_iter().collect();
-    assert_eq!(counts, BTreeMap::from([("prod".to_string(), 1), ("qa".to_string(), 2)]));
-    let package = get(&mut alice.packages, &p.id).await;
-    assert_eq!(package.installation_counts.into_iter().collect::<BTreeMap<_, _>>(), counts);
-    assert_eq!(package.etag, p.etag, "counts kept by other services never make an update stale");
 
-    // One installation service may host several organizations.
+    // The internal client's word alone counts nothing.
+    let made_up = uuid::Uuid::now_v7().to_string();
+    let refused = service.packages.record_installation(report(&p, &made_up, "qa")).await;
+    let status = assert_status(refused, Code::NotFound, "INSTALLATION_NOT_FOUND");
+    assert_eq!(metadata_of(&status)["installation_id"], made_up);
+    let not_an_id = service.packages.record_installation(report(&p, "inst-1", "qa")).await;
+    assert_status(not_an_id, Code::InvalidArgument, "INVALID_INSTALLATION_ID");
+    assert!(get(&mut alice.packages, &p.id).await.installation_counts.is_empty(), "nothing was counted");
+
+    // A real installation is counted exactly once: the installation service reports it,
+    // and reporting it again changes nothing.
+    let installed = install_into_qa(&mut bob, &p.id).await;
+    assert_eq!(counted_in_qa(&mut alice.packages, &p.id, 1).await, BTreeMap::from([("qa".to_string(), 1)]));
+    let again = service.packages.record_installation(report(&p, &installed.id, "qa")).await.unwrap().into_inner();
+    assert!(!again.newly_recorded);
+    assert_eq!(again.installation_counts, [("qa".to_string(), 1)].into());
+
+    // A real installation's id counts for nothing else: not another package of the
+    // organization, not another organization's package.
+    let other = group_package(&mut alice, "Never installed", &[pb::PackageStatus::Preview]).await;
+    let borrowed = service.packages.record_installation(report(&other, &installed.id, "qa")).await;
+    assert_status(borrowed, Code::NotFound, "INSTALLATION_NOT_FOUND");
+    assert!(get(&mut alice.packages, &other.id).await.installation_counts.is_empty());
     let mut gina = dev.clients("gina").await;
     let empty = pb::CreatePackageRequest {
         name: "Globex empty".into(),
@@ -448,26 +482,22 @@ async fn installations_are_counted_once_per_installation_id() {
         ..Default::default()
     };
     let globex = gina.packages.create_package(empty).await.unwrap().into_inner();
-    let to_globex = pb::RecordInstallationRequest {
-        package_id: globex.id.clone(),
-        package_version: 1,
-        installation_id: "inst-g".into(),
-        destination_environment: "globex-prod".into(),
-        request_id: String::new(),
-    };
-    assert!(service.packages.record_installation(to_globex.clone()).await.unwrap().into_inner().newly_recorded);
-    let across = pb::RecordInstallationRequest {
-        destination_environment: "qa".into(),
-        installation_id: "inst-x".into(),
-        ..to_globex
-    };
-    assert_status(service.packages.record_installation(across).await, Code::NotFound, "ENVIRONMENT_NOT_FOUND");
+    let across = service.packages.record_installation(report(&globex, &installed.id, "qa")).await;
+    assert_status(across, Code::NotFound, "ENVIRONMENT_NOT_FOUND");
+    // One installation service may host several organizations: globex's environments are
+    // checked there too, and hold no such installation.
+    let elsewhere = service.packages.record_installation(report(&globex, &made_up, "globex-prod")).await;
+    assert_status(elsewhere, Code::NotFound, "INSTALLATION_NOT_FOUND");
+
     let mut admin = dev.clients("admin").await;
     assert_status(
-        admin.packages.record_installation(report("inst-9", "qa")).await,
+        admin.packages.record_installation(report(&p, &installed.id, "qa")).await,
         Code::PermissionDenied,
         "PERMISSION_DENIED",
     );
+    let after = get(&mut alice.packages, &p.id).await;
+    assert_eq!(after.installation_counts, [("qa".to_string(), 1)].into(), "still counted once");
+    assert_eq!(after.etag, p.etag, "counts kept by other services never make an update stale");
 }
 
 #[tokio::test]
@@ -482,15 +512,9 @@ async fn watching_streams_the_package_then_every_change_until_deleted() {
     let preview = set_status(&mut alice.packages, &p, pb::PackageStatus::Preview).await.unwrap();
     let seen = tokio::time::timeout(Duration::from_secs(20), stream.message()).await.unwrap().unwrap().unwrap();
     assert_eq!(seen, preview);
-    let mut service = dev.clients("installation-service").await;
-    let report = pb::RecordInstallationRequest {
-        package_id: p.id.clone(),
-        package_version: 1,
-        installation_id: "watched-install".into(),
-        destination_environment: "qa".into(),
-        request_id: String::new(),
-    };
-    service.packages.record_installation(report).await.unwrap();
+    // The installation service reports the installation itself (its outbox).
+    let mut bob = dev.clients("bob").await;
+    install_into_qa(&mut bob, &p.id).await;
     let counted = tokio::time::timeout(Duration::from_secs(20), stream.message()).await.unwrap().unwrap().unwrap();
     assert_eq!(counted.installation_counts.get("qa"), Some(&1));
     alice

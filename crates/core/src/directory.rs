@@ -52,6 +52,15 @@ impl Directory {
         self.environments.get(id).filter(|e| e.organization == caller.organization).cloned()
     }
 
+    /// The environment as an installation service's own identity may report on it: one of
+    /// its organization's, or one a binding names. One installation service may host
+    /// several organizations' environments and is bound to each by name; `*` covers only
+    /// its own organization, as for every other caller.
+    pub fn reportable(&self, caller: &Identity, id: &str) -> Option<Arc<EnvironmentInfo>> {
+        let named = caller.bindings.iter().any(|b| b.environment == id);
+        self.environments.get(id).filter(|e| named || e.organization == caller.organization).cloned()
+    }
+
     pub fn get(&self, id: &str) -> Option<Arc<EnvironmentInfo>> {
         self.environments.get(id).cloned()
     }
@@ -59,5 +68,43 @@ impl Directory {
     /// The caller's organization's environments, by id.
     pub fn of_organization<'a>(&'a self, organization: &'a str) -> impl Iterator<Item = &'a Arc<EnvironmentInfo>> + 'a {
         self.environments.values().filter(move |e| e.organization == organization)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::workfront;
+    use crate::config::EnvironmentKind;
+    use crate::identity::{Binding, Role};
+
+    fn environment(id: &str, organization: &str) -> (String, Arc<EnvironmentInfo>) {
+        let info = EnvironmentInfo {
+            id: id.into(),
+            display_name: id.into(),
+            organization: organization.into(),
+            kind: EnvironmentKind::Sandbox,
+            catalog: Arc::new(workfront()),
+            installation_service: "http://127.0.0.1:9".into(),
+        };
+        (id.into(), Arc::new(info))
+    }
+
+    fn internal(organization: &str, environments: &[&str]) -> Identity {
+        let bindings =
+            environments.iter().map(|e| Binding { role: Role::Internal, environment: (*e).into() }).collect();
+        Identity { subject: "installer".into(), organization: organization.into(), bindings, expires_at: 0 }
+    }
+
+    #[test]
+    fn a_star_binding_reports_on_its_own_organization_and_a_named_one_on_that_environment() {
+        let directory =
+            Directory { environments: [environment("qa", "acme"), environment("globex-prod", "globex")].into() };
+        let everywhere_in_globex = internal("globex", &["*"]);
+        assert!(directory.reportable(&everywhere_in_globex, "globex-prod").is_some());
+        assert!(directory.reportable(&everywhere_in_globex, "qa").is_none(), "* is not another organization's");
+        let hosting_both = internal("acme", &["qa", "globex-prod"]);
+        assert!(directory.reportable(&hosting_both, "globex-prod").is_some());
+        assert!(directory.reportable(&hosting_both, "nowhere").is_none());
     }
 }

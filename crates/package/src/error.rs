@@ -2,6 +2,7 @@
 //! maps each to a status in one place (`grpc::status`).
 use promotion_core::identity::Permission;
 use promotion_core::package::Status;
+use promotion_core::upstream::UpstreamError;
 use promotion_core::AccessError;
 use promotion_store::StoreError;
 
@@ -18,6 +19,14 @@ pub enum PackageError {
         version: i64,
     },
     EnvironmentNotFound(String),
+    /// A RecordInstallation report the installation service hosting its destination
+    /// does not confirm.
+    InstallationNotFound {
+        installation_id: String,
+        destination: String,
+    },
+    /// An installation service answered with an error, or did not answer.
+    Upstream(UpstreamError),
     PermissionDenied {
         permission: Permission,
         environment: String,
@@ -71,6 +80,12 @@ impl std::fmt::Display for PackageError {
             PackageError::NotFound(id) => write!(f, "package {id:?} not found"),
             PackageError::VersionNotFound { id, version } => write!(f, "package {id} has no version {version}"),
             PackageError::EnvironmentNotFound(id) => write!(f, "environment {id:?} not found"),
+            PackageError::InstallationNotFound { installation_id, destination } => write!(
+                f,
+                "the installation service hosting {destination} holds no completed installation {installation_id} \
+                 of this package version; nothing was counted"
+            ),
+            PackageError::Upstream(e) => write!(f, "{e}"),
             PackageError::PermissionDenied { permission, environment } => {
                 write!(f, "the caller lacks {} on environment {environment}", permission.as_str())
             }

@@ -9,6 +9,7 @@ pub mod error;
 pub mod extraction;
 pub mod grpc;
 pub mod idempotency;
+pub mod installation_check;
 pub mod read;
 pub mod record_installation;
 pub mod replace;

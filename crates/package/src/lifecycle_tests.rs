@@ -4,11 +4,13 @@ use crate::common::INTERRUPTED;
 use crate::create::{create, NewPackage};
 use crate::definitions::{self, Content};
 use crate::extraction::{finish_extraction, recover, Extracted};
+use crate::installation_check::Installed;
 use crate::read::{definition, get};
+use crate::record_installation::{record_installation, InstallationReport};
 use crate::testing::states;
 use crate::update::{update, Changes};
 use crate::{PackageError, State};
-use promotion_core::identity::{Binding, Identity, Role};
+use promotion_core::identity::{Binding, Credentials, Identity, Role};
 use promotion_core::objects::{ConfigObject, EntityRef, ObjectCollection};
 use promotion_core::package::{DefinitionChunk, Status};
 
@@ -136,5 +138,54 @@ async fn a_failed_re_extraction_keeps_the_current_version() {
         );
         assert_eq!(failed.failure_reason, "installation service at x unreachable");
         assert_eq!(definition(state, &alice(), &v1.id, 0).await.unwrap().version, 1);
+    }
+}
+
+fn installer() -> Identity {
+    Identity {
+        subject: "installation-service".into(),
+        organization: "acme".into(),
+        bindings: vec![Binding { role: Role::Internal, environment: "dev".into() }],
+        expires_at: i64::MAX,
+    }
+}
+
+fn report(package_id: &str, installation_id: &str, request_id: &str) -> InstallationReport {
+    InstallationReport {
+        package_id: package_id.into(),
+        package_version: 1,
+        installation_id: installation_id.into(),
+        destination_environment: "dev".into(),
+        request_id: request_id.into(),
+    }
+}
+
+#[tokio::test]
+async fn only_installations_the_destination_confirms_are_counted_once_and_replays_answer_alike() {
+    let real = "0190b4a2-0000-7000-8000-000000000001";
+    let made_up = "0190b4a2-0000-7000-8000-000000000002";
+    let rid = "7d1e0000-0000-4000-8000-000000000001";
+    for fixture in states() {
+        let state = &fixture.state;
+        let job = create(state, &alice(), new_package()).await.unwrap().extraction.unwrap();
+        finish_extraction(state, &job, Ok(extracted(state, "Onboarding"))).await.unwrap();
+        let id = job.package_id.clone();
+        let installed = Installed { installation_id: real.into(), package_id: id.clone(), package_version: 1 };
+        fixture.installations.hold("dev", installed);
+        let creds = Credentials::bearer("t");
+        let refused = record_installation(state, &installer(), &creds, report(&id, made_up, "")).await.unwrap_err();
+        assert!(matches!(refused, PackageError::InstallationNotFound { .. }), "{refused:?}");
+        assert!(get(state, &alice(), &id).await.unwrap().installation_counts.is_empty());
+        let first = record_installation(state, &installer(), &creds, report(&id, real, rid)).await.unwrap();
+        assert_eq!(first, (true, [("dev".to_string(), 1)].into()));
+        let replay = record_installation(state, &installer(), &creds, report(&id, real, rid)).await.unwrap();
+        assert_eq!(replay, first, "a replay answers as the first call did");
+        let again = record_installation(state, &installer(), &creds, report(&id, real, "")).await.unwrap();
+        assert_eq!(again, (false, [("dev".to_string(), 1)].into()), "an installation counts once");
+        let late = "7d1e0000-0000-4000-8000-000000000002";
+        record_installation(state, &installer(), &creds, report(&id, real, late)).await.unwrap();
+        let reused = record_installation(state, &installer(), &creds, report(&id, made_up, late)).await.unwrap_err();
+        assert!(matches!(reused, PackageError::Invalid { reason: "REQUEST_ID_REUSED", .. }), "{reused:?}");
+        assert_eq!(actions(state).await.iter().filter(|a| *a == "INSTALLATION_RECORDED").count(), 1);
     }
 }

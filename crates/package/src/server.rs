@@ -7,6 +7,7 @@ use tonic::service::Routes;
 
 use crate::grpc::auth_service::AuthApi;
 use crate::grpc::export_client::GrpcObjectSource;
+use crate::grpc::installation_client::GrpcInstallationCheck;
 use crate::state::State;
 use promotion_api::v1 as pb;
 use promotion_core::config::{Config, ServiceKind};
@@ -31,7 +32,8 @@ pub fn open(config: Config) -> Result<Arc<State>, BoxError> {
     );
     let directory = Directory::from_config(&config, &catalogs);
     let source = Arc::new(GrpcObjectSource { max_message_bytes: config.limits.max_message_bytes });
-    Ok(Arc::new(State::new(config, directory, store, signer, source)))
+    let installations = Arc::new(GrpcInstallationCheck);
+    Ok(Arc::new(State::new(config, directory, store, signer, source, installations)))
 }
 
 /// The `promotion.v1` services of this server (behind the token check where they need a

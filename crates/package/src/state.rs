@@ -1,6 +1,6 @@
 //! What every package-service operation shares: configuration, the environment directory,
-//! the store, the token signer, watchers, the extraction slots, the object source, and
-//! the audit of denied calls.
+//! the store, the token signer, watchers, the extraction slots, the object source, the
+//! installation check, and the audit of denied calls.
 use std::sync::Arc;
 
 use promotion_core::audit::AuditEvent;
@@ -14,6 +14,7 @@ use promotion_store::package::PackageRecord;
 use promotion_store::shared::PageTokenKey;
 use promotion_store::{PackageStore, StoreError};
 
+use crate::installation_check::InstallationCheck;
 use crate::source::ObjectSource;
 use crate::watch::WatchHub;
 
@@ -30,6 +31,8 @@ pub struct State {
     pub extraction_slots: Arc<tokio::sync::Semaphore>,
     /// Where extractions read objects from (the installation services).
     pub source: Arc<dyn ObjectSource>,
+    /// Where RecordInstallation reports are checked (the installation services).
+    pub installations: Arc<dyn InstallationCheck>,
     stopping: tokio::sync::watch::Sender<bool>,
     page_tokens: PageTokenKey,
 }
@@ -41,6 +44,7 @@ impl State {
         store: Arc<dyn PackageStore>,
         signer: Arc<TokenSigner>,
         source: Arc<dyn ObjectSource>,
+        installations: Arc<dyn InstallationCheck>,
     ) -> Self {
         State {
             config,
@@ -50,6 +54,7 @@ impl State {
             watchers: WatchHub::default(),
             extraction_slots: Arc::new(tokio::sync::Semaphore::new(EXTRACTION_SLOTS)),
             source,
+            installations,
             stopping: tokio::sync::watch::channel(false).0,
             page_tokens: PageTokenKey::default(),
         }

@@ -1,5 +1,6 @@
 //! Test fixtures: package-service state over the memory store and the sled store alike,
-//! with an object source that is never reached (tests hand extraction results in).
+//! with an object source that is never reached (tests hand extraction results in) and
+//! installation services holding exactly the installations a test says.
 use async_trait::async_trait;
 use std::sync::Arc;
 
@@ -8,7 +9,9 @@ use promotion_core::directory::{Directory, EnvironmentInfo};
 use promotion_core::identity::Credentials;
 use promotion_core::objects::ObjectCollection;
 use promotion_core::tokens::TokenSigner;
+use promotion_core::upstream::UpstreamError;
 
+use crate::installation_check::{InstallationCheck, Installed};
 use crate::source::{Exported, ObjectSource};
 use crate::State;
 
@@ -47,13 +50,42 @@ impl ObjectSource for Unreachable {
     }
 }
 
+/// The installations the installation services hold: (destination, installation).
+#[derive(Default)]
+pub struct Holding(std::sync::Mutex<Vec<(String, Installed)>>);
+
+impl Holding {
+    pub fn hold(&self, destination: &str, installed: Installed) {
+        self.0.lock().unwrap().push((destination.to_string(), installed));
+    }
+}
+
+#[async_trait]
+impl InstallationCheck for Holding {
+    async fn check(
+        &self,
+        destination: &EnvironmentInfo,
+        installed: &Installed,
+        _: &Credentials,
+    ) -> Result<(), UpstreamError> {
+        if self.0.lock().unwrap().iter().any(|(d, i)| *d == destination.id && i == installed) {
+            Ok(())
+        } else {
+            let message = format!("installation {} not found", installed.installation_id);
+            Err(UpstreamError::new(promotion_core::Code::NotFound, "INSTALLATION_NOT_FOUND", message))
+        }
+    }
+}
+
 /// One state under test, and what keeps its store alive.
 pub struct Fixture {
     pub state: State,
+    /// What the installation services confirm to RecordInstallation.
+    pub installations: Arc<Holding>,
     _dir: Option<tempfile::TempDir>,
 }
 
-fn state(store: Arc<dyn promotion_store::PackageStore>) -> State {
+fn state(store: Arc<dyn promotion_store::PackageStore>, installations: Arc<Holding>) -> State {
     let config: Config = toml::from_str(CONFIG).expect("the test configuration parses");
     let catalogs = config.validate(ServiceKind::Package).expect("the test configuration is valid");
     let directory = Directory::from_config(&config, &catalogs);
@@ -61,15 +93,16 @@ fn state(store: Arc<dyn promotion_store::PackageStore>) -> State {
         TokenSigner::new(config.auth.signing_key.as_bytes(), &config.auth.issuer)
             .with_max_lifetime(config.auth.max_ttl_seconds),
     );
-    State::new(config, directory, store, signer, Arc::new(Unreachable))
+    State::new(config, directory, store, signer, Arc::new(Unreachable), installations)
 }
 
 /// The same state on both store implementations.
 pub fn states() -> [Fixture; 2] {
     let dir = tempfile::tempdir().unwrap();
     let sled = promotion_store::open_package_store(dir.path()).unwrap();
-    [
-        Fixture { state: state(promotion_store::memory_package_store()), _dir: None },
-        Fixture { state: state(sled), _dir: Some(dir) },
-    ]
+    let fixture = |store, dir| {
+        let installations = Arc::new(Holding::default());
+        Fixture { state: state(store, installations.clone()), installations, _dir: dir }
+    };
+    [fixture(promotion_store::memory_package_store(), None), fixture(sled, Some(dir))]
 }

@@ -9,8 +9,6 @@ use promotion_core::objects::ObjectCollection;
 
 pub const NAME_CHARS: std::ops::RangeInclusive<usize> = 5..=255;
 pub const MAX_DESCRIPTION_CHARS: usize = 4_000;
-/// Installation ids come from installation services; anything longer is not one of theirs.
-pub const MAX_INSTALLATION_ID_CHARS: usize = 128;
 
 /// Package names are 5..255 characters (surrounding spaces do not count), without
 /// control characters.
@@ -96,13 +94,14 @@ pub fn validate_roots(catalog: &Catalog, roots: &[ObjectCollection], max_objects
     Ok(())
 }
 
+/// Installation ids are the UUIDs installation services give installations: anything
+/// else names no installation, and is refused before any service is asked about it.
 pub fn validate_installation_id(id: &str) -> Result<(), PackageError> {
-    let chars = id.chars().count();
-    if id.trim().is_empty() || chars > MAX_INSTALLATION_ID_CHARS || id.chars().any(char::is_control) {
+    if uuid::Uuid::parse_str(id).is_err() {
         return Err(invalid(
             "INVALID_INSTALLATION_ID",
             "installation_id",
-            format!("installation_id must be 1..{MAX_INSTALLATION_ID_CHARS} printable characters"),
+            "installation_id must be a UUID: the id the installation service gave the installation",
         ));
     }
     Ok(())
@@ -143,7 +142,8 @@ mod tests {
         assert_eq!(reason(validate_request_id("req-1")), "INVALID_REQUEST_ID");
         assert_eq!(reason(validate_package_id("nope", "id")), "INVALID_PACKAGE_ID");
         assert_eq!(reason(validate_installation_id("")), "INVALID_INSTALLATION_ID");
-        assert!(validate_installation_id("0191d2a4-inst").is_ok());
+        assert_eq!(reason(validate_installation_id("0191d2a4-inst")), "INVALID_INSTALLATION_ID");
+        assert!(validate_installation_id("0191d2a4-5b6c-7d8e-9f00-0123456789ab").is_ok());
     }
 
     #[test]

@@ -6,6 +6,7 @@ use tonic::Status;
 use super::convert::overrides_from_proto;
 use super::{check_request_id, require_uuid};
 use crate::install::InstallRequest;
+use crate::installations::ReportedInstallation;
 use crate::pre_run::PreRunRequest;
 use crate::promotions::{self, Attach, Decision};
 use promotion_api::status::bad_field;
@@ -135,5 +136,26 @@ impl TryFrom<pb::AttachPreRunRequest> for OnRequest<Attach> {
         require_uuid("pre_run_id", &r.pre_run_id)?;
         check_request_id(&r.request_id)?;
         Ok(OnRequest { id: r.id, command: Attach { pre_run_id: r.pre_run_id, request_id: r.request_id } })
+    }
+}
+
+impl TryFrom<pb::CheckInstallationRequest> for ReportedInstallation {
+    type Error = Status;
+
+    fn try_from(r: pb::CheckInstallationRequest) -> Result<Self, Status> {
+        require_uuid("installation_id", &r.installation_id)?;
+        require_uuid("package_id", &r.package_id)?;
+        if r.package_version < 1 {
+            return Err(bad_field("INVALID_VERSION", "package_version", "package_version must be 1 or more"));
+        }
+        if r.destination_environment.is_empty() {
+            return Err(bad_field("MISSING_FIELD", "destination_environment", "destination_environment is required"));
+        }
+        Ok(ReportedInstallation {
+            id: r.installation_id,
+            package_id: r.package_id,
+            package_version: r.package_version,
+            destination: r.destination_environment,
+        })
     }
 }

@@ -7,7 +7,7 @@ use super::convert::{drift_entry_to_proto, installation_to_proto, pre_run_to_pro
 use super::{check_request_id, list_failure, next_page_token, page_request, require_uuid};
 use crate::drift::drift;
 use crate::install::{create_installation, InstallRequest};
-use crate::installations::{get_installation, list_installations};
+use crate::installations::{check_installation, get_installation, list_installations, ReportedInstallation};
 use crate::pre_run::{create_pre_run, get_pre_run, PreRunRequest};
 use crate::rollback::rollback;
 use crate::state::State;
@@ -112,6 +112,16 @@ impl pb::installation_service_server::InstallationService for InstallationApi {
         let record = get_installation(&self.state, &caller, &req.id, true).await?;
         self.state.authorize(&caller, &record.destination, Permission::InstallationRead).await?;
         Ok(Response::new(installation_to_proto(&record, page)))
+    }
+
+    async fn check_installation(
+        &self,
+        req: Request<pb::CheckInstallationRequest>,
+    ) -> Result<Response<pb::CheckInstallationResponse>, Status> {
+        let caller = caller(&req)?;
+        let reported = ReportedInstallation::try_from(req.into_inner())?;
+        check_installation(&self.state, &caller, &reported).await?;
+        Ok(Response::new(pb::CheckInstallationResponse {}))
     }
 
     async fn rollback_installation(

@@ -2,8 +2,6 @@
 //! on the installation service hosting the source environment, with the caller's token
 //! and trace.
 use async_trait::async_trait;
-use std::time::Duration;
-use tonic::transport::Endpoint;
 use tonic::{Code, Request, Status};
 
 use crate::extraction::EXPORT_DEADLINE;
@@ -14,11 +12,6 @@ use promotion_api::v1 as pb;
 use promotion_core::directory::EnvironmentInfo;
 use promotion_core::identity::Credentials;
 use promotion_core::objects::ObjectCollection;
-
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// A peer that stops answering pings is given up on, not waited for until the deadline.
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
-const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Exports through the installation service named in the environment directory.
 pub struct GrpcObjectSource {
@@ -46,17 +39,7 @@ async fn export(
     max_message_bytes: usize,
     max_objects: usize,
 ) -> Result<Exported, String> {
-    let address = &environment.installation_service;
-    let endpoint = Endpoint::from_shared(address.clone())
-        .map_err(|e| format!("installation service address {address:?} is not valid: {e}"))?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
-        .keep_alive_timeout(KEEPALIVE_TIMEOUT);
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|e| format!("installation service at {address} unreachable: {}", chain(&e)))?;
+    let channel = super::connect(&environment.installation_service).await?;
     let mut client = pb::environment_service_client::EnvironmentServiceClient::new(channel)
         .max_decoding_message_size(max_message_bytes);
     let mut request = Request::new(pb::ExportObjectsRequest {
@@ -118,20 +101,6 @@ fn explain(status: &Status, environment: &EnvironmentInfo, roots: &[ObjectCollec
             "exporting environment {env} from the installation service at {address} failed ({code:?}): {message}"
         ),
     }
-}
-
-/// An error and its causes, for messages about transport failures.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !parts.contains(&text) {
-            parts.push(text);
-        }
-        source = s.source();
-    }
-    parts.join(": ")
 }
 
 #[cfg(test)]

@@ -183,8 +183,9 @@ impl pb::package_service_server::PackageService for PackageApi {
         req: Request<pb::RecordInstallationRequest>,
     ) -> Result<Response<pb::RecordInstallationResponse>, Status> {
         let caller = caller(&req)?;
+        let reporter = promotion_serving::credentials(&req)?;
         let report = InstallationReport::from(req.into_inner());
-        let (newly_recorded, counts) = record_installation(&self.state, &caller, report).await?;
+        let (newly_recorded, counts) = record_installation(&self.state, &caller, &reporter, report).await?;
         Ok(Response::new(pb::RecordInstallationResponse {
             newly_recorded,
             installation_counts: counts.into_iter().collect(),

@@ -2,7 +2,7 @@
 use tonic::{Code, Status};
 
 use crate::error::PackageError;
-use promotion_api::status::{access, status, store_failure};
+use promotion_api::status::{access, status, store_failure, upstream};
 use promotion_core::AccessError;
 
 fn status_name(s: promotion_core::package::Status) -> String {
@@ -24,6 +24,13 @@ impl From<PackageError> for Status {
                 [("package_id", id), ("version", version.to_string())],
             ),
             PackageError::EnvironmentNotFound(id) => access(AccessError::EnvironmentNotFound(id)),
+            PackageError::InstallationNotFound { installation_id, destination } => status(
+                Code::NotFound,
+                "INSTALLATION_NOT_FOUND",
+                message,
+                [("installation_id", installation_id), ("destination_environment", destination)],
+            ),
+            PackageError::Upstream(e) => upstream(e),
             PackageError::PermissionDenied { permission, environment } => {
                 access(AccessError::PermissionDenied { permission, environment })
             }
