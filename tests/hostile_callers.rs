@@ -229,3 +229,118 @@ async fn tokens_with_claims_or_headers_the_issuer_never_writes_are_refused_by_bo
     assert_eq!(c.auth.who_am_i(pb::WhoAmIRequest {}).await.unwrap().into_inner().subject, "admin");
     c.environments.list_environments(pb::ListEnvironmentsRequest::default()).await.unwrap();
 }
+
+/// What a status costs in headers: its message and its encoded details.
+fn header_bytes(s: &tonic::Status) -> usize {
+    s.message().len() + s.details().len()
+}
+
+/// A GROUP of `n` owned by `parent` (or a root).
+fn crowd_member(n: usize, parent: Option<&str>) -> pb::ConfigObject {
+    pb::ConfigObject {
+        obj_code: "GROUP".into(),
+        id: format!("{:032x}", 0xc40d_0000_u64 + n as u64),
+        name: format!("Crowd {n:05} {}", "c".repeat(200)),
+        parent: parent.map(|p| pb::ObjectKey { obj_code: "GROUP".into(), id: p.into() }),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn errors_about_thousands_of_objects_stay_small_enough_for_every_client() {
+    const CHILDREN: usize = 3000;
+    let dev = DevServices::start().await;
+    let mut admin = dev.clients("admin").await;
+    let mut bob = dev.clients("bob").await;
+    let root = crowd_member(0, None);
+    let mut crowd = vec![root.clone()];
+    crowd.extend((1..=CHILDREN).map(|n| crowd_member(n, Some(&root.id))));
+    let put = |env: &str, objects: Vec<pb::ConfigObject>| pb::PutObjectsRequest {
+        environment: env.into(),
+        objects,
+        ..Default::default()
+    };
+    admin.environments.put_objects(put("dev", crowd.clone())).await.expect("the crowd is stored");
+
+    let delete = pb::DeleteObjectRequest {
+        environment: "dev".into(),
+        obj_code: "GROUP".into(),
+        id: root.id.clone(),
+        ..Default::default()
+    };
+    let refused =
+        assert_status(admin.environments.delete_object(delete).await, Code::FailedPrecondition, "HAS_CHILDREN");
+    assert_eq!(metadata_of(&refused)["count"], CHILDREN.to_string());
+    assert!(header_bytes(&refused) <= 8 * 1024, "HAS_CHILDREN takes {} bytes of headers", header_bytes(&refused));
+
+    // A pre-run of the crowd into qa, made stale for every entry: the tester's 5,000-entry
+    // PRE_RUN_STALE of 291 KB.
+    let create = pb::CreatePackageRequest {
+        name: "The crowd".into(),
+        source_environment: "dev".into(),
+        object_collections: vec![pb::ObjectCollection {
+            obj_code: "GROUP".into(),
+            entities: vec![pb::EntityRef { id: root.id.clone(), name: String::new() }],
+        }],
+        ..Default::default()
+    };
+    let package = admin.packages.create_package(create).await.unwrap().into_inner();
+    extracted(&mut admin, &package.id).await;
+    set_package_status(&mut admin, &package.id, pb::PackageStatus::Preview).await;
+    let plan = pb::CreatePreRunRequest {
+        package_id: package.id.clone(),
+        destination_environment: "qa".into(),
+        ..Default::default()
+    };
+    let pre_run = bob.installations.create_pre_run(plan).await.unwrap().into_inner();
+    admin.environments.put_objects(put("qa", crowd.clone())).await.expect("qa gets the same objects first");
+    let install = pb::CreateInstallationRequest {
+        package_id: package.id.clone(),
+        destination_environment: "qa".into(),
+        pre_run_id: pre_run.id.clone(),
+        ..Default::default()
+    };
+    let stale = assert_status(bob.installations.create_installation(install).await, Code::Aborted, "PRE_RUN_STALE");
+    assert!(metadata_of(&stale)["count"].parse::<usize>().unwrap() > CHILDREN);
+    assert!(header_bytes(&stale) <= 8 * 1024, "PRE_RUN_STALE takes {} bytes of headers", header_bytes(&stale));
+
+    // Installed afresh, then every object edited: the rollback's refusal lists them all.
+    let clear = pb::DeleteObjectRequest {
+        environment: "qa".into(),
+        obj_code: "GROUP".into(),
+        id: root.id.clone(),
+        cascade: true,
+        ..Default::default()
+    };
+    admin.environments.delete_object(clear).await.expect("qa's copies go");
+    let install = pb::CreateInstallationRequest {
+        package_id: package.id.clone(),
+        destination_environment: "qa".into(),
+        translation_map: Default::default(),
+        ..Default::default()
+    };
+    let installed = bob.installations.create_installation(install).await.expect("installs over them").into_inner();
+    let mut edited = Vec::new();
+    let mut list = pb::ListObjectsRequest {
+        environment: "qa".into(),
+        obj_code: "GROUP".into(),
+        page_size: 1000,
+        ..Default::default()
+    };
+    loop {
+        let page = admin.environments.list_objects(list.clone()).await.unwrap().into_inner();
+        let installed = page.objects.into_iter().filter(|o| o.name.starts_with("Crowd "));
+        edited.extend(installed.map(|o| pb::ConfigObject { name: format!("{} edited", &o.name[..11]), ..o }));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        list.page_token = page.next_page_token;
+    }
+    assert_eq!(edited.len(), CHILDREN + 1, "the installation wrote the whole crowd");
+    admin.environments.put_objects(put("qa", edited)).await.expect("qa edited after the install");
+    let rollback = pb::RollbackInstallationRequest { id: installed.id, ..Default::default() };
+    let modified = bob.installations.rollback_installation(rollback).await;
+    let modified = assert_status(modified, Code::FailedPrecondition, "OBJECTS_MODIFIED_SINCE_INSTALL");
+    assert!(metadata_of(&modified)["count"].parse::<usize>().unwrap() > CHILDREN);
+    assert!(header_bytes(&modified) <= 8 * 1024, "{} bytes of headers", header_bytes(&modified));
+}

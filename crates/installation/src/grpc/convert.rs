@@ -104,7 +104,7 @@ fn entry_to_proto(e: &Entry, status: Option<EntryStatus>) -> pb::TranslationEntr
 #[derive(Debug, Clone, Copy, Default)]
 pub struct EntryPage {
     pub offset: usize,
-    /// 0: as many as fit the byte budget.
+    /// At most this many (0: no count limit); a page also ends at the byte budget.
     pub size: usize,
 }
 
@@ -164,7 +164,9 @@ fn translation_map(
         let e = &plan.entries[i];
         let entry = entry_to_proto(e, statuses.get(i).copied());
         let len = entry.encoded_len() + e.source_id.len() + e.obj_code.len() + 16;
-        let full = if page.size > 0 { taken == page.size } else { bytes + len > ENTRY_BYTES_BUDGET && taken > 0 };
+        // The byte budget holds whatever page size was asked for: entries carrying field
+        // changes of the largest objects would otherwise pass the message cap.
+        let full = (page.size > 0 && taken == page.size) || (bytes + len > ENTRY_BYTES_BUDGET && taken > 0);
         if full {
             next = n.to_string();
             break;
@@ -373,5 +375,50 @@ pub fn promotion_to_proto(r: &PromotionRecord) -> pb::PromotionRequest {
             .installation_status
             .map_or(pb::InstallationStatus::Unspecified, installation_status_to_proto)
             as i32,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    /// An entry whose field changes are as large as an object's fields may be.
+    fn heavy(n: usize) -> Entry {
+        let big = serde_json::Value::String("x".repeat(250 * 1024));
+        Entry {
+            obj_code: "GROUP".into(),
+            source_id: format!("{n:032x}"),
+            name: format!("Heavy {n}"),
+            action: Action::Overwriting,
+            is_valid: true,
+            target_id: format!("{n:032x}"),
+            matched_by: MatchKind::Id,
+            collision: Collision::None,
+            changes: vec![FieldChange { path: "notes".into(), before: big.clone(), after: big }],
+            reason: String::new(),
+            alt_name: String::new(),
+            candidate_ids: vec![],
+            observed_revision: Some(1),
+        }
+    }
+
+    #[test]
+    fn an_entries_page_stays_within_its_byte_budget_whatever_size_is_asked_for() {
+        let plan = Plan { entries: (0..40).map(heavy).collect(), externals: Default::default() };
+        let mut offset = 0;
+        let mut seen = 0;
+        loop {
+            let page = EntryPage::parse(5000, &offset.to_string()).unwrap();
+            let (map, next) = translation_map(&plan, &[], page);
+            let bytes: usize = map.values().map(|t| t.encoded_len()).sum();
+            assert!(bytes <= ENTRY_BYTES_BUDGET + 600 * 1024, "a page of {bytes} bytes");
+            seen += map.values().map(|t| t.entries.len()).sum::<usize>();
+            if next.is_empty() {
+                break;
+            }
+            offset = next.parse().unwrap();
+        }
+        assert_eq!(seen, 40, "every entry is on some page");
     }
 }
