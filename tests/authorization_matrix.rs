@@ -144,6 +144,8 @@ enum Rpc {
     ListObjects,
     DeleteObject,
     ExportObjects,
+    GetEnvironmentPolicy,
+    UpdateEnvironmentPolicy,
     CreatePreRun,
     GetPreRun,
     CreateInstallation,
@@ -230,6 +232,8 @@ const MATRIX: &[Row] = &[
     row(I, ENV, Rpc::ListObjects, NO_ENV, Who::Olga, DENIED, "environment.read"),
     row(I, ENV, Rpc::DeleteObject, NO_ENV, Who::Victor, DENIED, "environment.write"),
     row(I, ENV, Rpc::ExportObjects, NO_ENV, Who::Olga, DENIED, "environment.read"),
+    row(I, ENV, Rpc::GetEnvironmentPolicy, NO_ENV, Who::Olga, DENIED, "environment.read"),
+    row(I, ENV, Rpc::UpdateEnvironmentPolicy, NO_ENV, Who::Bob, DENIED, "policy.write (admin)"),
     row(I, INST, Rpc::CreatePreRun, NO_ENV, Who::Alice, DENIED, "installation.write on the destination"),
     row(I, INST, Rpc::GetPreRun, NotFound("PRE_RUN_NOT_FOUND"), Who::Olga, DENIED, "installation.read"),
     row(I, INST, Rpc::CreateInstallation, NO_ENV, Who::Alice, DENIED, "installation.write on the destination"),
@@ -471,6 +475,22 @@ async fn call(rpc: Rpc, host: Host, who: Who, c: &mut Clients, f: &Fixture) -> R
                 pb::ListObjectsRequest { environment: "dev".into(), obj_code: "TMPL".into(), ..Default::default() };
             c.environments.list_objects(req).await?;
             vec!["acme".into()]
+        }
+        Rpc::GetEnvironmentPolicy => {
+            let req = pb::GetEnvironmentPolicyRequest { environment: "dev".into() };
+            c.environments.get_environment_policy(req).await?;
+            vec![organization_of_environment("dev").to_string()]
+        }
+        Rpc::UpdateEnvironmentPolicy => {
+            let policy =
+                pb::EnvironmentPolicy { environment: "qa".into(), required_approvals: 1, ..Default::default() };
+            let req = pb::UpdateEnvironmentPolicyRequest {
+                policy: Some(policy),
+                update_mask: Some(prost_types::FieldMask { paths: vec!["required_approvals".into()] }),
+                request_id: String::new(),
+            };
+            c.environments.update_environment_policy(req).await?;
+            vec![organization_of_environment("qa").to_string()]
         }
         Rpc::DeleteObject => {
             let req = pb::DeleteObjectRequest {

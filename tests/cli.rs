@@ -748,15 +748,41 @@ async fn promote_to_production_publishes_step_by_step_and_leaves_nothing_on_a_re
     assert!(err.contains("PROMOTION_ALREADY_IN_PROGRESS"), "{err}");
     assert_eq!(packages(&alice), count, "no package was left behind");
 
-    // Accepting into production and forcing a rollback ask first.
-    let err = bob.fails(&["accept", request["id"].as_str().unwrap()]);
+    // Accepting into production and forcing a rollback ask first. The demo's prod needs
+    // two approvers: bob's accept approves, the admin's installs.
+    let id = request["id"].as_str().unwrap();
+    let err = bob.fails(&["accept", id]);
     assert!(err.contains("PRODUCTION") && err.contains("add --yes"), "{err}");
     let err = bob.fails(&["install", package, "--env", "prod"]);
     assert!(err.contains("PRODUCTION environment prod") && err.contains("add --yes"), "{err}");
-    let installation = bob.id(&["accept", request["id"].as_str().unwrap(), "--yes"]);
+    let approved = bob.json(&["accept", id, "--yes"]);
+    assert_eq!(approved["status"], "PROMOTION_STATUS_TO_BE_VALIDATED");
+    assert_eq!(approved["approvals"][0]["approver"], "bob");
+    let err = bob.fails(&["accept", id, "--yes"]);
+    assert!(err.contains("ALREADY_APPROVED"), "{err}");
+    let admin = User::login(&dev, "admin");
+    let installation = admin.id(&["accept", id, "--yes"]);
     let err = bob.fails(&["rollback", &installation, "--force"]);
     assert!(err.contains("add --yes"), "{err}");
     assert_eq!(bob.json(&["rollback", &installation, "--force", "--yes"])["status"], "INSTALLATION_STATUS_ROLLED_BACK");
+}
+
+#[tokio::test]
+async fn env_policy_shows_and_changes_what_a_promotion_needs() {
+    let dev = DevServices::start().await;
+    let victor = User::login(&dev, "victor");
+    let shown = victor.ok(&["env", "policy", "get", "prod"]);
+    assert!(shown.contains("Required approvals") && shown.contains('2') && shown.contains("not allowed"), "{shown}");
+    let err = victor.fails(&["env", "policy", "set", "qa", "--required-approvals", "2"]);
+    assert!(err.contains("PERMISSION_DENIED") && err.contains("policy.write"), "{err}");
+    let admin = User::login(&dev, "admin");
+    let set = admin.json(&["env", "policy", "set", "qa", "--required-approvals", "2", "--allow-self-approval", "true"]);
+    assert_eq!((set["requiredApprovals"].clone(), set["allowSelfApproval"].clone()), (2.into(), true.into()));
+    assert_eq!(set["updatedBy"], "admin");
+    let read = victor.json(&["env", "policy", "get", "qa"]);
+    assert_eq!(read, set, "what was set is what everyone reads");
+    let out = admin.run(&["env", "policy", "set", "qa"]);
+    assert_eq!(out.status.code(), Some(2), "nothing to change is a usage error: {out:?}");
 }
 
 #[tokio::test]

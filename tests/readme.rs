@@ -186,6 +186,11 @@ const EXPECTATIONS: &[Expect] = &[
             "\"action\": \"PROMOTION_CANCELLED\"",
         ],
     ),
+    Expect::new(
+        "EnvironmentService/GetEnvironmentPolicy",
+        &["\"environment\": \"prod\"", "\"requiredApprovals\": 2", "\"updatedBy\": \"promotion-dev\"", "\"etag\""],
+    )
+    .never(&["allowSelfApproval"]),
     // Command-line client.
     Expect::new(
         "promotion whoami",

@@ -19,6 +19,7 @@ const MUTATING: &[&str] = &[
     "RecordInstallation",
     "PutObjects",
     "DeleteObject",
+    "UpdateEnvironmentPolicy",
     "CreatePreRun",
     "CreateInstallation",
     "RollbackInstallation",
@@ -189,6 +190,23 @@ async fn a_replay_returns_the_first_response_and_another_body_is_refused() {
                 request_id,
             };
             e.delete_object(req).await.map(|r| format!("{:?}", r.into_inner()))
+        }
+    })
+    .await;
+
+    check("UpdateEnvironmentPolicy", 24, |request_id, other| {
+        let mut e = e.clone();
+        async move {
+            let policy = pb::EnvironmentPolicy {
+                environment: "dev".into(),
+                required_approvals: if other { 3 } else { 2 },
+                ..Default::default()
+            };
+            let mask = mask("required_approvals");
+            let req = pb::UpdateEnvironmentPolicyRequest { policy: Some(policy), update_mask: mask, request_id };
+            e.update_environment_policy(req)
+                .await
+                .map(|r| format!("{} {}", r.get_ref().required_approvals, r.get_ref().etag))
         }
     })
     .await;

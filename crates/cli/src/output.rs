@@ -228,6 +228,7 @@ proto_messages!(
     ListPromotionRequestsResponse,
     AuditEvent,
     ListAuditEventsResponse,
+    EnvironmentPolicy,
 );
 
 fn pool() -> Result<&'static DescriptorPool, CliError> {

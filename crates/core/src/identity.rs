@@ -60,6 +60,8 @@ pub enum Permission {
     PromotionRequest,
     PromotionApprove,
     AuditRead,
+    /// Changing an environment's policy (approvals, windows, freezes): admins only.
+    PolicyWrite,
     RecordInstallation,
 }
 
@@ -76,6 +78,7 @@ impl Permission {
             PromotionRequest => "promotion.request",
             PromotionApprove => "promotion.approve",
             AuditRead => "audit.read",
+            PolicyWrite => "policy.write",
             RecordInstallation => "installation.record",
         }
     }
@@ -174,6 +177,8 @@ mod tests {
         assert!(!id.allows(EnvironmentWrite, "dev"));
         assert!(Role::Deployer.grants(PromotionApprove) && !Role::Deployer.grants(EnvironmentWrite));
         assert!(Role::Admin.grants(AuditRead) && !Role::Viewer.grants(AuditRead));
+        let others = [Role::Viewer, Role::Publisher, Role::Deployer, Role::Editor, Role::Internal];
+        assert!(Role::Admin.grants(PolicyWrite) && others.iter().all(|r| !r.grants(PolicyWrite)), "policies: admins");
         assert!(Role::Internal.grants(RecordInstallation) && !Role::Internal.grants(PackageRead));
     }
 }

@@ -1,7 +1,7 @@
 //! The vocabulary both services share and the rules that hold everywhere: configuration
 //! objects and their validation, catalogs, identity and permissions, tokens and secrets,
 //! configuration, the environment directory, audit events, page cursors, and the stored
-//! shapes of packages, plans, installations and promotion requests. No transport and no
+//! shapes of packages, plans, installations, promotion requests and environment policies. No transport and no
 //! storage engine: every other crate depends on this one.
 pub mod audit;
 pub mod catalog;
@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod objects;
 pub mod package;
 pub mod plan;
+pub mod policy;
 pub mod promotion;
 pub mod records;
 pub mod secrets;

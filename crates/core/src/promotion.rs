@@ -39,4 +39,26 @@ pub struct PromotionRecord {
     /// Once accepted: Installed, then RolledBack if the installation is rolled back.
     #[serde(default)]
     pub installation_status: Option<InstallationStatus>,
+    /// The distinct approvers' accepts so far, oldest first.
+    #[serde(default)]
+    pub approvals: Vec<Approval>,
+    /// How many the target's policy asked for when the request was last read or decided
+    /// on; 0 on requests stored before policies (they needed one).
+    #[serde(default)]
+    pub required_approvals: u32,
+}
+
+/// One approver's accept of a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    pub approver: String,
+    pub time: DateTime<Utc>,
+    pub comment: String,
+}
+
+impl PromotionRecord {
+    /// Whether `subject` has approved the request already.
+    pub fn approved_by(&self, subject: &str) -> bool {
+        self.approvals.iter().any(|a| a.approver == subject)
+    }
 }

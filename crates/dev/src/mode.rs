@@ -9,8 +9,9 @@ use promotion_core::config::{
 };
 use promotion_core::identity::{Identity, Role};
 use promotion_core::objects::ConfigObject;
+use promotion_core::policy::EnvironmentPolicy;
 use promotion_core::secrets::hash_secret;
-use promotion_installation::{environments, server as installation_server};
+use promotion_installation::{environments, policies, server as installation_server};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -159,6 +160,17 @@ async fn seed_once(state: &promotion_installation::State) -> Result<(), BoxError
     if seeded_any {
         tracing::info!("seeded the demo environments");
     }
+    seed_policies(state).await
+}
+
+/// The demo's governance: production needs two distinct approvers; everywhere else the
+/// defaults (one approval), and nobody approves their own request. Stored once, so an
+/// admin's later change survives restarts.
+async fn seed_policies(state: &promotion_installation::State) -> Result<(), BoxError> {
+    let seeder =
+        Identity { subject: "promotion-dev".into(), organization: "acme".into(), bindings: vec![], expires_at: 0 };
+    let prod = EnvironmentPolicy { required_approvals: 2, ..EnvironmentPolicy::defaults("prod") };
+    policies::seed(state, &seeder, prod).await.map_err(|e| format!("{e:?}"))?;
     Ok(())
 }
 

@@ -1,7 +1,8 @@
 //! The installation service: the configuration registry of its hosted environments,
-//! pre-runs, installations, rollbacks, drift reports and promotion requests. Domain modules know no
-//! transport; `grpc` holds the handlers, their conversions, the one error map and the
-//! package service client behind the `PackageSource` port.
+//! pre-runs, installations, rollbacks, drift reports, promotion requests and environment
+//! policies. Domain modules know no transport; `grpc` holds the handlers, their
+//! conversions, the one error map and the package service client behind the
+//! `PackageSource` port.
 pub mod apply;
 pub mod drift;
 pub mod environments;
@@ -14,6 +15,7 @@ pub mod installations;
 pub mod outbox;
 pub mod package_source;
 pub mod plan;
+pub mod policies;
 pub mod pre_run;
 pub mod promotions;
 pub mod recovery;
@@ -29,6 +31,8 @@ mod drift_tests;
 mod export_tests;
 #[cfg(test)]
 mod plan_tests;
+#[cfg(test)]
+mod promotion_tests;
 #[cfg(test)]
 mod testing;
 

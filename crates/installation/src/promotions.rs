@@ -1,8 +1,10 @@
 //! Promotion requests and approval tasks (seed 000): requesting (with the pre-run the
-//! request carries), listing, attaching a fresh pre-run, accepting (installing exactly the
-//! carried plan, or re-planning when the approver asks), rejecting and cancelling, one
-//! pending request per package and target environment. Every decision is taken under the
-//! target environment's lock, so two decisions on one request never both apply.
+//! request carries), listing, attaching a fresh pre-run, accepting (each distinct approver's
+//! accept is an approval; the one reaching the target's `required_approvals` installs
+//! exactly the carried plan, or re-plans when that approver asks), rejecting and
+//! cancelling, one pending request per package and target environment. Every decision is
+//! taken under the target environment's lock with the policy read under it, so two
+//! decisions on one request never both apply.
 use chrono::Utc;
 use serde::Serialize;
 
@@ -10,7 +12,8 @@ use promotion_core::audit::AuditEvent;
 use promotion_core::cursor::{Page, PageRequest};
 use promotion_core::directory::EnvironmentInfo;
 use promotion_core::identity::{Credentials, Identity, Permission};
-use promotion_core::promotion::{PromotionRecord, PromotionStatus};
+use promotion_core::policy::EnvironmentPolicy;
+use promotion_core::promotion::{Approval, PromotionRecord, PromotionStatus};
 use promotion_core::records::{InstallationRecord, InstallationStatus};
 use promotion_core::AccessError;
 use promotion_store::installation::{EnvTransaction, EnvWrite, Record};
@@ -22,6 +25,7 @@ use crate::idempotency::{first, RequestUse};
 use crate::install::{install_locked, prepare, Companion, InstallRequest};
 use crate::package_source::PackageInfo;
 use crate::plan::{Override, PackageContent};
+use crate::policies;
 use crate::pre_run::{check_pre_run, planned, readable_pre_run, store_pre_run};
 use crate::refusal::Refusal;
 use crate::state::{State, SERVICE_NAME};
@@ -44,6 +48,22 @@ pub enum PromotionError {
         status: PromotionStatus,
     },
     NotRequester(String),
+    /// The requester accepting their own request where the target's policy forbids it.
+    SelfApproval {
+        id: String,
+        requester: String,
+    },
+    /// This approver's accept is recorded already.
+    AlreadyApproved {
+        id: String,
+        approver: String,
+    },
+    /// Install options (translation map, prune, replan) on an accept that only approves.
+    MoreApprovalsNeeded {
+        id: String,
+        approvals: usize,
+        required: u32,
+    },
     /// Accepting without re-planning found the carried pre-run stale or expired (`cause`).
     PlanOutdated {
         id: String,
@@ -120,6 +140,7 @@ pub async fn request(
         Carried::PreRun(pre_run.id)
     };
     let tx = state.store.lock(&target.id).await?;
+    let policy = policies::current(state, &target.id).await?;
     if let Some(existing) = state.store.pending_promotion(&target.id, &info.id).await? {
         return Err(PromotionError::AlreadyInProgress { existing });
     }
@@ -152,6 +173,8 @@ pub async fn request(
         last_error: String::new(),
         pre_run_id,
         installation_status: None,
+        approvals: vec![],
+        required_approvals: policy.required_approvals,
     };
     let event =
         event(caller, &record, "PROMOTION_REQUESTED", &req.request_id).detail("pre_run_id", record.pre_run_id.clone());
@@ -251,6 +274,16 @@ pub async fn get(state: &State, caller: &Identity, id: &str) -> Result<Promotion
         state.audit_denied(caller, &denial).await;
         return Err(denial.into());
     }
+    Ok(with_policy(state, r).await?)
+}
+
+/// A pending request shows the count its target's policy asks for now; a decided one the
+/// count it was decided under (1 for requests stored before policies).
+async fn with_policy(state: &State, mut r: PromotionRecord) -> Result<PromotionRecord, StoreError> {
+    if r.status == PromotionStatus::ToBeValidated {
+        r.required_approvals = policies::current(state, &r.target_environment).await?.required_approvals;
+    }
+    r.required_approvals = r.required_approvals.max(1);
     Ok(r)
 }
 
@@ -272,7 +305,12 @@ pub async fn list(
         };
         visible && filter(r)
     };
-    Ok(state.store.list_promotions(&caller.organization, &keep, page).await?)
+    let found = state.store.list_promotions(&caller.organization, &keep, page).await?;
+    let mut items = Vec::with_capacity(found.items.len());
+    for r in found.items {
+        items.push(with_policy(state, r).await?);
+    }
+    Ok(Page { items, next: found.next })
 }
 
 /// A pending request the caller may decide on (promotion.approve on its target).
@@ -306,10 +344,12 @@ pub struct Decision {
     pub replan: bool,
 }
 
-/// Installs the pre-run the request carries, with the overrides (or, with `replan`, a
-/// fresh plan); the request becomes ACCEPTED with the installation id. A stale or expired
-/// pre-run is refused with how to re-plan. When the installation fails the request stays
-/// pending with `last_error`.
+/// Records the caller's approval of a pending request. The approval that reaches the
+/// target policy's `required_approvals` installs the pre-run the request carries, with its
+/// overrides (or, with `replan`, a fresh plan); the request becomes ACCEPTED with the
+/// installation id. A stale or expired pre-run is refused with how to re-plan. When the
+/// installation fails the request stays pending with `last_error`, and this approval is
+/// not counted.
 pub async fn accept(
     state: &State,
     caller: &Identity,
@@ -324,9 +364,22 @@ pub async fn accept(
         return get(state, caller, id).await;
     }
     let r = pending_for_decision(state, caller, id).await?;
+    let policy = policies::current(state, &r.target_environment).await?;
+    may_approve(state, caller, &r, &policy).await?;
+    if !completes(&r, &policy) {
+        if has_install_options(&d) {
+            let (approvals, required) = (r.approvals.len(), policy.required_approvals);
+            return Err(PromotionError::MoreApprovalsNeeded { id: r.id, approvals, required });
+        }
+        if let Some(approved) = approve_only(state, caller, &r.target_environment, id, &d, use_.as_ref()).await? {
+            return Ok(approved);
+        }
+        // Another approval or a policy change came first: this approval reaches the count.
+    }
     let outcome = install_carried(state, caller, credentials, &r, &d, use_).await?;
     match outcome {
-        Ok(_) => {
+        Ok(Accepted::Approved(r)) => Ok(*r),
+        Ok(Accepted::Installed) => {
             let accepted = get(state, caller, id).await?;
             log_step(&accepted, "promotion accepted");
             Ok(accepted)
@@ -344,9 +397,101 @@ pub async fn accept(
     }
 }
 
+/// What an accept did: counted an approval, or installed.
+enum Accepted {
+    Approved(Box<PromotionRecord>),
+    Installed,
+}
+
+/// Whether `caller` may add an approval to `r`: not the requester unless the policy
+/// allows it (the refusal is audited), and once per approver.
+async fn may_approve(
+    state: &State,
+    caller: &Identity,
+    r: &PromotionRecord,
+    policy: &EnvironmentPolicy,
+) -> Result<(), PromotionError> {
+    if r.requested_by == caller.subject && !policy.allow_self_approval {
+        let denied = event(caller, r, "ACCESS_DENIED", "")
+            .outcome(promotion_core::Code::PermissionDenied)
+            .detail("permission", Permission::PromotionApprove.as_str())
+            .detail("reason", "SELF_APPROVAL");
+        state.audit_failure(denied).await;
+        return Err(PromotionError::SelfApproval { id: r.id.clone(), requester: r.requested_by.clone() });
+    }
+    if r.approved_by(&caller.subject) {
+        return Err(PromotionError::AlreadyApproved { id: r.id.clone(), approver: caller.subject.clone() });
+    }
+    Ok(())
+}
+
+/// Whether one more approval reaches the policy's count.
+fn completes(r: &PromotionRecord, policy: &EnvironmentPolicy) -> bool {
+    r.approvals.len() + 1 >= policy.required_approvals as usize
+}
+
+/// Whether the accept says how to install. One that only approves installs nothing, so
+/// such options on it would be silently lost: they belong to the accept reaching the count.
+fn has_install_options(d: &Decision) -> bool {
+    !d.overrides.is_empty() || d.prune_children || d.replan
+}
+
+/// The request with `caller`'s approval added, under the count `policy` asks for.
+fn approved(mut r: PromotionRecord, caller: &Identity, comment: &str, policy: &EnvironmentPolicy) -> PromotionRecord {
+    let now = Utc::now();
+    r.approvals.push(Approval { approver: caller.subject.clone(), time: now, comment: comment.to_string() });
+    r.required_approvals = policy.required_approvals;
+    r.update_time = now;
+    r
+}
+
+/// Records an approval short of the count under the target's lock; None when, under the
+/// lock, it turns out to reach the count after all (the caller installs instead).
+async fn approve_only(
+    state: &State,
+    caller: &Identity,
+    target: &str,
+    id: &str,
+    d: &Decision,
+    use_: Option<&RequestUse>,
+) -> Result<Option<PromotionRecord>, PromotionError> {
+    let tx = state.store.lock(target).await?;
+    if first(use_, state.store.as_ref()).await?.is_some() {
+        drop(tx);
+        return Ok(Some(get(state, caller, id).await?));
+    }
+    let r = pending_for_decision(state, caller, id).await?;
+    let policy = policies::current(state, target).await?;
+    may_approve(state, caller, &r, &policy).await?;
+    if completes(&r, &policy) {
+        return Ok(None);
+    }
+    Ok(Some(commit_approval(tx, caller, r, d, &policy, use_).await?))
+}
+
+/// Commits `caller`'s approval of pending request `r`, short of the count, under the
+/// target's lock `tx`.
+async fn commit_approval(
+    tx: Box<dyn EnvTransaction>,
+    caller: &Identity,
+    r: PromotionRecord,
+    d: &Decision,
+    policy: &EnvironmentPolicy,
+    use_: Option<&RequestUse>,
+) -> Result<PromotionRecord, PromotionError> {
+    let r = approved(r, caller, &d.comment, policy);
+    let e = event(caller, &r, "PROMOTION_APPROVED", &d.request_id)
+        .detail("approvals", r.approvals.len())
+        .detail("required_approvals", r.required_approvals);
+    commit_step(tx, EnvWrite::default(), use_, e, &r, "promotion approved").await?;
+    Ok(r)
+}
+
 /// Installs the plan of pending request `r` (its pre-run, or a fresh one with `replan`)
-/// with the ACCEPTED request in the same atomic step. The outer error: the request can no
-/// longer be decided on; the inner one: the installation failed, nothing was written.
+/// with the ACCEPTED request, carrying the caller's approval, in the same atomic step. If,
+/// under the lock, the approval no longer reaches the count (the policy was raised), it is
+/// only recorded. The outer error: the request can no longer be decided on; the inner
+/// one: the installation failed, nothing was written.
 async fn install_carried(
     state: &State,
     caller: &Identity,
@@ -354,7 +499,7 @@ async fn install_carried(
     r: &PromotionRecord,
     d: &Decision,
     use_: Option<RequestUse>,
-) -> Result<Result<InstallationRecord, InstallError>, PromotionError> {
+) -> Result<Result<Accepted, InstallError>, PromotionError> {
     let target = state.directory.get(&r.target_environment).ok_or_else(|| PromotionError::NotFound(r.id.clone()))?;
     if let Err(e) = has_plan(r, d.replan) {
         return Ok(Err(e));
@@ -378,12 +523,19 @@ async fn install_carried(
     // Decided on under the lock: a concurrent decision may have come first, or another
     // pre-run been attached since this one was read.
     let r = pending_for_decision(state, caller, &r.id).await?;
+    let policy = policies::current(state, &target.id).await?;
+    may_approve(state, caller, &r, &policy).await?;
+    if !completes(&r, &policy) {
+        let r = commit_approval(tx, caller, r, d, &policy, use_.as_ref()).await?;
+        return Ok(Ok(Accepted::Approved(Box::new(r))));
+    }
     if let Err(e) = same_plan(&r, &pre_run_id, d.replan) {
         return Ok(Err(e));
     }
+    let r = approved(r, caller, &d.comment, &policy);
     let companion = accepted_records(caller, r, d.comment.clone(), use_, d.request_id.clone(), d.replan);
     let install = InstallRequest { companion: Some(companion), ..install };
-    Ok(install_locked(state, caller, &target, install, None, prepared, tx).await)
+    Ok(install_locked(state, caller, &target, install, None, prepared, tx).await.map(|_| Accepted::Installed))
 }
 
 /// A request stored before requests carried a pre-run has no reviewed plan to install.
@@ -413,7 +565,8 @@ pub struct Attach {
 }
 
 /// An approver attaches a pre-run of the request's package version into its target: the
-/// plan accepting the request installs from now on.
+/// plan accepting the request installs from now on. Approvals given so far were for the
+/// plan it replaces, so they are cleared.
 pub async fn attach(state: &State, caller: &Identity, id: &str, a: Attach) -> Result<PromotionRecord, PromotionError> {
     let use_ = RequestUse::new(caller, &a.request_id, "AttachPreRun", &(id, &a));
     let current = pending_for_decision(state, caller, id).await?;
@@ -427,8 +580,11 @@ pub async fn attach(state: &State, caller: &Identity, id: &str, a: Attach) -> Re
     let mut r = pending_for_decision(state, caller, id).await?;
     r.pre_run_id = pre_run.id;
     r.update_time = Utc::now();
-    let event =
-        event(caller, &r, "PROMOTION_PRE_RUN_ATTACHED", &a.request_id).detail("pre_run_id", r.pre_run_id.clone());
+    // Approvals were given to the plan the request carried: a new plan needs them anew.
+    let cleared = std::mem::take(&mut r.approvals).len();
+    let event = event(caller, &r, "PROMOTION_PRE_RUN_ATTACHED", &a.request_id)
+        .detail("pre_run_id", r.pre_run_id.clone())
+        .detail("approvals_cleared", cleared);
     commit_step(tx, EnvWrite::default(), use_.as_ref(), event, &r, "pre-run attached to promotion request").await?;
     Ok(r)
 }
@@ -451,8 +607,9 @@ pub(crate) async fn rolled_back(
     Ok(Some(r))
 }
 
-/// The ACCEPTED request and its audit event, written in the installation's own atomic
-/// step: a crash can never leave an installed package behind a request still pending.
+/// The ACCEPTED request (`r` carries the approval that completed it) and its audit event,
+/// written in the installation's own atomic step: a crash can never leave an installed
+/// package behind a request still pending.
 fn accepted_records(
     caller: &Identity,
     mut r: PromotionRecord,
@@ -474,7 +631,9 @@ fn accepted_records(
         if let Some(u) = &use_ {
             records.push(u.record(&r.id));
         }
+        let approvers: Vec<&str> = r.approvals.iter().map(|a| a.approver.as_str()).collect();
         let e = event(&decider, &r, "PROMOTION_ACCEPTED", &request_id)
+            .detail("approvers", approvers)
             .detail("installation_id", installation.id.clone())
             .detail("pre_run_id", installation.pre_run_id.clone())
             .detail("replanned", replanned);

@@ -52,3 +52,22 @@ impl TestStore for dyn InstallationStore + '_ {
         self.env_state(env).await.unwrap()
     }
 }
+
+/// What an installation service hosting acme's `dev`, `qa` (sandboxes) and `prod`
+/// shares, without a package service, on one store.
+pub fn state_on(fixture: &Fixture) -> crate::State {
+    let environment = |id: &str, kind: &str| serde_json::json!({"id": id, "organization": "acme", "kind": kind, "installation_service": "http://127.0.0.1:1"});
+    let config: promotion_core::config::Config = serde_json::from_value(serde_json::json!({
+        "listen": "127.0.0.1:0",
+        "data_dir": "unused",
+        "hosted_environments": ["dev", "qa", "prod"],
+        "auth": {"signing_key": "a-test-signing-key-of-at-least-thirty-two-bytes"},
+        "organizations": [{"id": "acme", "catalog": "workfront", "display_name": "Acme"}],
+        "environments": [environment("dev", "sandbox"), environment("qa", "sandbox"), environment("prod", "production")],
+    }))
+    .expect("the test configuration parses");
+    let catalogs = promotion_core::catalog::Catalogs::builtin();
+    let directory = promotion_core::directory::Directory::from_config(&config, &catalogs);
+    let signer = Arc::new(promotion_core::tokens::TokenSigner::new(config.auth.signing_key.as_bytes(), "test"));
+    crate::State::new(config, directory, fixture.store.clone(), signer, None)
+}

@@ -1,6 +1,7 @@
 //! The installation service's tables: hosted environments' objects and state, translation
 //! history, pre-runs, installations with their outcomes and undo data, promotion requests,
-//! the installation-count outbox, idempotency records and the audit trail. Reads go
+//! environment policies, the installation-count outbox, idempotency records and the audit
+//! trail. Reads go
 //! through the table traits; every write is one atomic, durable [`EnvWrite`] committed
 //! under the environment's lock, or records appended on their own.
 use async_trait::async_trait;
@@ -10,6 +11,7 @@ use std::collections::BTreeMap;
 use promotion_core::audit::AuditEvent;
 use promotion_core::cursor::{Page, PageRequest};
 use promotion_core::objects::{ConfigObject, ObjectKey};
+use promotion_core::policy::EnvironmentPolicy;
 use promotion_core::promotion::PromotionRecord;
 use promotion_core::records::{HistoryEntry, InstallationRecord, OutboxEntry, PreRunRecord, Undo};
 
@@ -54,6 +56,8 @@ pub enum Record {
     },
     /// A promotion request; the store keeps its pending index in step with its status.
     Promotion(Box<PromotionRecord>),
+    /// An environment's policy as it now is (replacing the one stored before).
+    Policy(Box<EnvironmentPolicy>),
     Outbox(OutboxEntry),
     OutboxDelivered {
         installation_id: String,
@@ -173,6 +177,12 @@ pub trait PromotionTable: Send + Sync {
 }
 
 #[async_trait]
+pub trait PolicyTable: Send + Sync {
+    /// The policy last stored for `env`; None if nobody ever set one (the defaults apply).
+    async fn policy(&self, env: &str) -> Result<Option<EnvironmentPolicy>>;
+}
+
+#[async_trait]
 pub trait OutboxTable: Send + Sync {
     /// Installation counts not yet delivered, oldest first.
     async fn outbox(&self, limit: usize) -> Result<Vec<OutboxEntry>>;
@@ -195,6 +205,7 @@ pub trait InstallationStore:
     + PreRunTable
     + InstallationTable
     + PromotionTable
+    + PolicyTable
     + OutboxTable
     + IdempotencyTable
     + AuditTable

@@ -13,6 +13,7 @@
 //! - `Xinstpkg/{package}\0{id}`, `Xinstdest/{dest}\0{id}`, `Xinstok/{package}\0{dest}`
 //!   installation indexes
 //! - `Xpromo/{id}`, `Xpromopending/{target}\0{package}` -> id
+//! - `Xpolicy/{env}` environment policy
 //! - `Xoutbox/{installation id}`, `Xreq/{org}\0{subject}\0{request id}`, `Xaudit/{id}`
 //! - `J...` the journal of a large commit in progress (see `journal`)
 //!
@@ -26,6 +27,7 @@ use promotion_core::audit::{AuditEvent, AuditFilter};
 use promotion_core::cursor::{Page, PageRequest, Position};
 use promotion_core::objects::{ConfigObject, ObjectKey};
 use promotion_core::plan::{Entry, Plan};
+use promotion_core::policy::EnvironmentPolicy;
 use promotion_core::promotion::{PromotionRecord, PromotionStatus};
 use promotion_core::records::{
     EntryStatus, HistoryEntry, InstallationRecord, InstallationStatus, OutboxEntry, PreRunRecord, Undo, UndoObject,
@@ -146,6 +148,10 @@ fn promotion_key(id: &str) -> Vec<u8> {
 
 fn pending_key(target: &str, package_id: &str) -> Vec<u8> {
     rec(format!("promopending/{target}\0{package_id}"))
+}
+
+fn policy_key(env: &str) -> Vec<u8> {
+    rec(format!("policy/{env}"))
 }
 
 fn request_key(k: &RequestKey) -> Vec<u8> {
@@ -331,6 +337,7 @@ impl KvInstallationStore {
                 }
                 ops.push((promotion_key(&p.id), Some(encode(&*p))));
             }
+            Record::Policy(p) => ops.push((policy_key(&p.environment), Some(encode(&*p)))),
             Record::Outbox(e) => ops.push((rec(format!("{OUTBOX_PREFIX}{}", e.installation_id)), Some(encode(&e)))),
             Record::OutboxDelivered { installation_id } => {
                 ops.push((rec(format!("{OUTBOX_PREFIX}{installation_id}")), None))
@@ -607,6 +614,13 @@ impl PromotionTable for SharedKvInstallationStore {
             items.push(r);
         }
         Ok(Page { items, next: None })
+    }
+}
+
+#[async_trait]
+impl PolicyTable for SharedKvInstallationStore {
+    async fn policy(&self, env: &str) -> Result<Option<EnvironmentPolicy>> {
+        self.0.get_json(&policy_key(env))
     }
 }
 

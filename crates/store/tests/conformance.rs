@@ -8,7 +8,8 @@ use promotion_core::audit::{AuditEvent, AuditFilter};
 use promotion_core::cursor::PageRequest;
 use promotion_core::identity::Identity;
 use promotion_core::objects::{ConfigObject, ObjectKey, Reference};
-use promotion_core::promotion::{PromotionRecord, PromotionStatus};
+use promotion_core::policy::EnvironmentPolicy;
+use promotion_core::promotion::{Approval, PromotionRecord, PromotionStatus};
 use promotion_core::records::{HistoryEntry, InstallationRecord, InstallationStatus};
 use promotion_store::installation::{EnvWrite, InstallationFilter, ObjectQuery, Record};
 use promotion_store::shared::{IdempotencyRecord, RequestKey};
@@ -204,6 +205,8 @@ fn promotion(id: u128, status: PromotionStatus) -> PromotionRecord {
         last_error: String::new(),
         pre_run_id: String::new(),
         installation_status: None,
+        approvals: vec![],
+        required_approvals: 1,
     }
 }
 
@@ -243,6 +246,40 @@ async fn a_request_keeps_its_plan_and_what_became_of_its_installation() {
         assert_eq!((read.pre_run_id, read.installation_status), (accepted.pre_run_id, accepted.installation_status));
         let read = s.installation(&installation.id, false).await.unwrap().unwrap();
         assert_eq!(read.promotion_request_id, installation.promotion_request_id, "{}", b.name);
+    }
+}
+
+#[tokio::test]
+async fn a_request_keeps_its_approvals_in_order() {
+    for b in installation_stores() {
+        let s = b.store.as_ref();
+        let mut r = promotion(3, PromotionStatus::ToBeValidated);
+        r.required_approvals = 2;
+        r.approvals = ["bob", "admin"]
+            .iter()
+            .map(|who| Approval { approver: (*who).into(), time: Utc::now(), comment: format!("{who} agrees") })
+            .collect();
+        s.append(vec![Record::Promotion(Box::new(r.clone()))]).await.unwrap();
+        let read = s.promotion(&r.id).await.unwrap().unwrap();
+        assert_eq!((read.approvals, read.required_approvals), (r.approvals, 2), "{}", b.name);
+    }
+}
+
+#[tokio::test]
+async fn a_policy_is_absent_until_stored_and_the_last_one_stored_wins() {
+    for b in installation_stores() {
+        let s = b.store.as_ref();
+        assert_eq!(s.policy("prod").await.unwrap(), None, "{}", b.name);
+        let mut policy = EnvironmentPolicy { required_approvals: 2, ..EnvironmentPolicy::defaults("prod") };
+        policy.revision = 1;
+        let mut write = EnvWrite::default();
+        write.record(Record::Policy(Box::new(policy.clone())));
+        commit(s, "prod", write).await;
+        assert_eq!(s.policy("prod").await.unwrap().as_ref(), Some(&policy), "{}", b.name);
+        policy = EnvironmentPolicy { required_approvals: 3, allow_self_approval: true, revision: 2, ..policy };
+        s.append(vec![Record::Policy(Box::new(policy.clone()))]).await.unwrap();
+        assert_eq!(s.policy("prod").await.unwrap(), Some(policy), "{}", b.name);
+        assert_eq!(s.policy("qa").await.unwrap(), None, "another environment keeps the defaults: {}", b.name);
     }
 }
 

@@ -1,5 +1,6 @@
-//! `env list/show/catalog`: the environment directory and catalogs (EnvironmentService),
-//! each environment's figures from the installation service that hosts it.
+//! `env list/show/catalog/policy`: the environment directory and catalogs
+//! (EnvironmentService), each environment's figures and policy from the installation
+//! service that hosts it.
 use crate::connect::Session;
 use crate::error::CliError;
 use crate::output::{cell, details, emit, note, or_dash, Out, Style, Table};
@@ -34,6 +35,10 @@ pub enum EnvCommand {
         #[arg(long, conflicts_with = "environment")]
         name: Option<String>,
     },
+    /// Show or change an environment's policy: how many distinct approvers a promotion
+    /// into it needs, and whether requesters may approve their own requests.
+    #[command(subcommand)]
+    Policy(super::policy::PolicyCommand),
 }
 
 pub async fn run(session: &Session, out: &Out, command: EnvCommand) -> Result<(), CliError> {
@@ -41,6 +46,7 @@ pub async fn run(session: &Session, out: &Out, command: EnvCommand) -> Result<()
         EnvCommand::List(page) => list(session, out, page).await,
         EnvCommand::Show { id } => show(session, out, id).await,
         EnvCommand::Catalog { environment, name } => catalog(session, out, environment, name).await,
+        EnvCommand::Policy(command) => super::policy::run(session, out, command).await,
     }
 }
 

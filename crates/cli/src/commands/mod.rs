@@ -8,4 +8,5 @@ pub mod env;
 pub mod install;
 pub mod objects;
 pub mod packages;
+pub mod policy;
 pub mod promote;

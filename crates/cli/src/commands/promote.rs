@@ -452,6 +452,10 @@ fn render_request(out: &Out, r: &pb::PromotionRequest) -> String {
         ("Comment", or_dash(&r.comment).into()),
         ("Updated", time(&r.update_time).into()),
     ];
+    let approvers: Vec<String> = r.approvals.iter().map(|a| format!("{} ({})", a.approver, time(&a.time))).collect();
+    let approvals = format!("{} of {} required", r.approvals.len(), r.required_approvals.max(1));
+    let approvals = if approvers.is_empty() { approvals } else { format!("{approvals}: {}", approvers.join(", ")) };
+    pairs.push(("Approvals", approvals.into()));
     if !r.decided_by.is_empty() {
         pairs.push(("Decided by", r.decided_by.clone().into()));
         pairs.push(("Decision comment", or_dash(&r.decision_comment).into()));
@@ -625,6 +629,17 @@ pub async fn accept(session: &Session, out: &Out, a: AcceptArgs) -> Result<(), C
     let result = client.accept_promotion_request(session.request(request)).await;
     progress.finish().await;
     let r = result?.into_inner();
+    if r.installation_id.is_empty() {
+        // An approval short of the count: nothing was installed yet.
+        note(
+            out,
+            format!(
+                "Approved: {} of {} approvals; the request stays pending until another approver accepts it",
+                r.approvals.len(),
+                r.required_approvals
+            ),
+        );
+    }
     if out.format == Format::Id {
         println!("{}", r.installation_id);
         return Ok(());

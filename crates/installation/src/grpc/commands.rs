@@ -7,6 +7,7 @@ use super::convert::overrides_from_proto;
 use super::{check_request_id, require_uuid};
 use crate::install::InstallRequest;
 use crate::installations::ReportedInstallation;
+use crate::policies::PolicyChange;
 use crate::pre_run::PreRunRequest;
 use crate::promotions::{self, Attach, Decision};
 use promotion_api::status::bad_field;
@@ -158,4 +159,46 @@ impl TryFrom<pb::CheckInstallationRequest> for ReportedInstallation {
             destination: r.destination_environment,
         })
     }
+}
+/// The paths an UpdateEnvironmentPolicy mask may name.
+const POLICY_PATHS: &str = "required_approvals, allow_self_approval";
+
+impl TryFrom<pb::UpdateEnvironmentPolicyRequest> for ForEnvironment<PolicyChange> {
+    type Error = Status;
+
+    fn try_from(r: pb::UpdateEnvironmentPolicyRequest) -> Result<Self, Status> {
+        check_request_id(&r.request_id)?;
+        let policy = r.policy.ok_or_else(|| bad_field("MISSING_FIELD", "policy", "policy is required"))?;
+        if policy.environment.is_empty() {
+            return Err(bad_field("MISSING_FIELD", "policy.environment", "policy.environment is required"));
+        }
+        let mut paths = r.update_mask.map(|m| m.paths).unwrap_or_default();
+        if paths.is_empty() {
+            paths = POLICY_PATHS.split(", ").map(String::from).collect();
+        }
+        let mut change = PolicyChange { etag: policy.etag, request_id: r.request_id, ..Default::default() };
+        for path in &paths {
+            match path.as_str() {
+                "required_approvals" => {
+                    change.required_approvals = Some(required_approvals(policy.required_approvals)?)
+                }
+                "allow_self_approval" => change.allow_self_approval = Some(policy.allow_self_approval),
+                other => {
+                    return Err(bad_field(
+                        "INVALID_FIELD_MASK",
+                        "update_mask",
+                        format!("{other:?} cannot be updated; the mask may name {POLICY_PATHS}"),
+                    ))
+                }
+            }
+        }
+        Ok(ForEnvironment { environment: policy.environment, command: change })
+    }
+}
+
+/// A count the domain checks against its bounds; negative ones never reach it.
+fn required_approvals(n: i32) -> Result<u32, Status> {
+    u32::try_from(n).map_err(|_| {
+        bad_field("INVALID_POLICY", "policy.required_approvals", "required_approvals must be between 1 and 10")
+    })
 }

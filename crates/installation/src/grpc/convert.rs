@@ -1,6 +1,6 @@
 //! Conversions between installation-service messages and the domain's types: plans and
-//! translation maps (paged by bytes), pre-runs, installations, drift reports, promotion requests,
-//! catalogs and export chunks.
+//! translation maps (paged by bytes), pre-runs, installations, drift reports, promotion requests
+//! with their approvals, environment policies, catalogs and export chunks.
 use std::collections::HashMap;
 use tonic::Status;
 
@@ -11,7 +11,8 @@ use promotion_api::convert::{json_to_value, opt_timestamp, timestamp};
 use promotion_api::status::bad_field;
 use promotion_api::v1 as pb;
 use promotion_core::config::EnvironmentKind;
-use promotion_core::promotion::{PromotionRecord, PromotionStatus};
+use promotion_core::policy::EnvironmentPolicy;
+use promotion_core::promotion::{Approval, PromotionRecord, PromotionStatus};
 use promotion_core::records::{EntryStatus, InstallationRecord, InstallationStatus, PreRunRecord};
 
 pub fn action_to_proto(a: Action) -> pb::InstallAction {
@@ -375,6 +376,23 @@ pub fn promotion_to_proto(r: &PromotionRecord) -> pb::PromotionRequest {
             .installation_status
             .map_or(pb::InstallationStatus::Unspecified, installation_status_to_proto)
             as i32,
+        approvals: r.approvals.iter().map(approval_to_proto).collect(),
+        required_approvals: i32::try_from(r.required_approvals).unwrap_or(i32::MAX),
+    }
+}
+
+fn approval_to_proto(a: &Approval) -> pb::Approval {
+    pb::Approval { approver: a.approver.clone(), time: Some(timestamp(a.time)), comment: a.comment.clone() }
+}
+
+pub fn policy_to_proto(p: &EnvironmentPolicy) -> pb::EnvironmentPolicy {
+    pb::EnvironmentPolicy {
+        environment: p.environment.clone(),
+        required_approvals: i32::try_from(p.required_approvals).unwrap_or(i32::MAX),
+        allow_self_approval: p.allow_self_approval,
+        etag: p.etag(),
+        update_time: opt_timestamp(p.update_time),
+        updated_by: p.updated_by.clone(),
     }
 }
 

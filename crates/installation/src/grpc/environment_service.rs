@@ -4,9 +4,11 @@ use std::sync::Arc;
 use tokio_stream::Stream;
 use tonic::{Code, Request, Response, Status};
 
-use super::convert::{catalog_to_proto, export_chunks, kind_to_proto};
+use super::commands::ForEnvironment;
+use super::convert::{catalog_to_proto, export_chunks, kind_to_proto, policy_to_proto};
 use super::{check_request_id, list_failure, next_page_token, page_request};
 use crate::environments::{self, EnvError};
+use crate::policies::{self, PolicyChange};
 use crate::state::State;
 use promotion_api::convert::item_len;
 use promotion_api::convert::objects_from_proto;
@@ -221,5 +223,24 @@ impl pb::environment_service_server::EnvironmentService for EnvironmentApi {
         let export = environments::export_roots(&self.state, &info, &roots).await?;
         let chunks = export_chunks(export, self.state.config.limits.stream_chunk_bytes);
         Ok(Response::new(Box::pin(tokio_stream::iter(chunks.into_iter().map(Ok)))))
+    }
+
+    async fn get_environment_policy(
+        &self,
+        req: Request<pb::GetEnvironmentPolicyRequest>,
+    ) -> Result<Response<pb::EnvironmentPolicy>, Status> {
+        let caller = caller(&req)?;
+        let policy = policies::get(&self.state, &caller, &req.get_ref().environment).await?;
+        Ok(Response::new(policy_to_proto(&policy)))
+    }
+
+    async fn update_environment_policy(
+        &self,
+        req: Request<pb::UpdateEnvironmentPolicyRequest>,
+    ) -> Result<Response<pb::EnvironmentPolicy>, Status> {
+        let caller = caller(&req)?;
+        let ForEnvironment { environment, command } = ForEnvironment::<PolicyChange>::try_from(req.into_inner())?;
+        let policy = policies::update(&self.state, &caller, &environment, command).await?;
+        Ok(Response::new(policy_to_proto(&policy)))
     }
 }

@@ -4,6 +4,7 @@ use tonic::{Code, Status};
 
 use crate::environments::EnvError;
 use crate::error::InstallError;
+use crate::policies::PolicyError;
 use crate::promotions::{self, PromotionError};
 use crate::refusal::Refusal;
 use promotion_api::status::{access, listed, status, store_failure, upstream};
@@ -164,6 +165,27 @@ impl From<PromotionError> for Status {
                 format!("only the requester ({requester}) can cancel a promotion request"),
                 [("requested_by", requester)],
             ),
+            PromotionError::SelfApproval { id, requester } => status(
+                Code::PermissionDenied,
+                "SELF_APPROVAL",
+                format!("{requester} requested promotion request {id} and may not approve it: the target's policy does not allow self-approval"),
+                [("id", id), ("requested_by", requester)],
+            ),
+            PromotionError::AlreadyApproved { id, approver } => status(
+                Code::FailedPrecondition,
+                "ALREADY_APPROVED",
+                format!("{approver} has approved promotion request {id} already; another approver must accept it"),
+                [("id", id), ("approver", approver)],
+            ),
+            PromotionError::MoreApprovalsNeeded { id, approvals, required } => status(
+                Code::FailedPrecondition,
+                "MORE_APPROVALS_NEEDED",
+                format!(
+                    "promotion request {id} has {approvals} of {required} approvals: this accept only approves and installs nothing, \
+                     so translation_map, prune_children and replan belong to the accept that reaches the count; accept without them to approve"
+                ),
+                [("id", id), ("approvals", approvals.to_string()), ("required_approvals", required.to_string())],
+            ),
             PromotionError::PlanOutdated { id, pre_run_id, cause } => {
                 let message = promotions::outdated_message(&id, &cause);
                 let about = [("promotion_request_id", id), ("pre_run_id", pre_run_id)];
@@ -177,6 +199,23 @@ impl From<PromotionError> for Status {
                 }
             }
             PromotionError::Store(e) => store_failure(e.is_unavailable(), &e.message),
+        }
+    }
+}
+
+impl From<PolicyError> for Status {
+    fn from(e: PolicyError) -> Status {
+        match e {
+            PolicyError::Refused(r) => r.into(),
+            PolicyError::Invalid(i) => status(Code::InvalidArgument, i.reason, i.message, [("field", i.field)]),
+            PolicyError::EtagMismatch { environment } => status(
+                Code::Aborted,
+                "ETAG_MISMATCH",
+                format!("the policy of {environment} changed since it was read; read it again (GetEnvironmentPolicy) and re-apply the change"),
+                [("environment", environment)],
+            ),
+            PolicyError::Install(e) => e.into(),
+            PolicyError::Store(e) => store_failure(e.is_unavailable(), &e.message),
         }
     }
 }
