@@ -465,7 +465,7 @@ async fn run() {
             let start = Instant::now();
             installs
                 .rollback_installation(authed(
-                    pb::RollbackInstallationRequest { id: inst.id, force: false, request_id: String::new() },
+                    pb::RollbackInstallationRequest { id: inst.id, ..Default::default() },
                     &token,
                 ))
                 .await

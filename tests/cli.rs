@@ -783,6 +783,33 @@ async fn env_policy_shows_and_changes_what_a_promotion_needs() {
     assert_eq!(read, set, "what was set is what everyone reads");
     let out = admin.run(&["env", "policy", "set", "qa"]);
     assert_eq!(out.status.code(), Some(2), "nothing to change is a usage error: {out:?}");
+
+    // A freeze: installs wait, unless an admin overrides it with a reason.
+    let today = chrono::Utc::now().date_naive();
+    let freeze = format!("{},{},release freeze", today - chrono::Duration::days(1), today + chrono::Duration::days(2));
+    admin.ok(&["env", "policy", "set", "qa", "--freeze", &freeze, "--window", "mon-sun 00:00-24:00 UTC"]);
+    let shown = victor.ok(&["env", "policy", "get", "qa"]);
+    assert!(shown.contains("release freeze") && shown.contains("MONDAY"), "{shown}");
+    let alice = User::login(&dev, "alice");
+    let package = alice.id(&[
+        "package",
+        "create",
+        "--name",
+        "Frozen",
+        "--source",
+        "dev",
+        "--root",
+        &format!("TMPL:{ONBOARDING_TMPL}"),
+        "--wait",
+    ]);
+    alice.ok(&["package", "preview", &package]);
+    let bob = User::login(&dev, "bob");
+    let err = bob.fails(&["install", &package, "--env", "qa"]);
+    assert!(err.contains("OUTSIDE_PROMOTION_WINDOW") && err.contains("release freeze"), "{err}");
+    let installed = admin.json(&["install", &package, "--env", "qa", "--override-window", "hotfix"]);
+    assert_eq!(installed["status"], "INSTALLATION_STATUS_INSTALLED");
+    admin.ok(&["env", "policy", "set", "qa", "--no-freezes"]);
+    bob.ok(&["rollback", installed["id"].as_str().unwrap()]);
 }
 
 #[tokio::test]

@@ -183,3 +183,119 @@ async fn admins_change_a_policy_with_its_etag_viewers_read_it_and_every_change_i
     let approved = accept(&mut bob, &r.id, "").await.unwrap();
     assert_eq!((approved.status, approved.approvals.len()), (pb::PromotionStatus::ToBeValidated as i32, 1));
 }
+
+fn ts(t: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds: t.timestamp(), nanos: 0 }
+}
+
+async fn install(c: &mut Clients, package: &str, env: &str, reason: &str) -> Result<pb::Installation, tonic::Status> {
+    let req = pb::CreateInstallationRequest {
+        package_id: package.into(),
+        destination_environment: env.into(),
+        window_override_reason: reason.into(),
+        ..Default::default()
+    };
+    c.installations.create_installation(req).await.map(|r| r.into_inner())
+}
+
+#[tokio::test]
+async fn a_freeze_refuses_accept_install_and_rollback_allows_pre_runs_and_requests_and_lifting_it_allows_them() {
+    let dev = DevServices::start().await;
+    let mut admin = dev.clients("admin").await;
+    let mut alice = dev.clients("alice").await;
+    let mut bob = dev.clients("bob").await;
+    let now = chrono::Utc::now();
+    let until = now + chrono::Duration::hours(2);
+    let freeze = pb::PromotionFreeze {
+        start_time: Some(ts(now - chrono::Duration::hours(1))),
+        end_time: Some(ts(until)),
+        reason: "quarter close".into(),
+    };
+    let read = policy(&mut admin, "qa").await.unwrap();
+    let frozen = update_policy(&mut admin, pb::EnvironmentPolicy { freezes: vec![freeze], ..read }, &["freezes"]).await;
+    let frozen = frozen.expect("admin freezes qa");
+    assert_eq!(frozen.freezes[0].reason, "quarter close");
+
+    let package = group_package(&mut alice, "Frozen qa", &[pb::PackageStatus::Preview]).await;
+    let pre_run = pb::CreatePreRunRequest {
+        package_id: package.id.clone(),
+        destination_environment: "qa".into(),
+        ..Default::default()
+    };
+    bob.installations.create_pre_run(pre_run).await.expect("pre-runs are always allowed");
+    let r = request(&mut alice, &package.id, "qa").await;
+
+    let refused =
+        assert_status(accept(&mut bob, &r.id, "").await, Code::FailedPrecondition, "OUTSIDE_PROMOTION_WINDOW");
+    let metadata = metadata_of(&refused);
+    let opens = chrono::DateTime::parse_from_rfc3339(&metadata["next_opening"]).unwrap();
+    assert_eq!(opens.timestamp(), until.timestamp(), "the refusal names when qa opens again");
+    assert!(metadata["reason"].contains("quarter close"), "{metadata:?}");
+    assert_status(install(&mut bob, &package.id, "qa", "").await, Code::FailedPrecondition, "OUTSIDE_PROMOTION_WINDOW");
+    let not_admin = install(&mut bob, &package.id, "qa", "urgent").await;
+    assert_status(not_admin, Code::PermissionDenied, "PERMISSION_DENIED");
+    assert_eq!(installations_into(&mut admin, "qa").await, 0, "nothing landed in the freeze");
+    let pending = admin.promotions.get_promotion_request(pb::GetPromotionRequestRequest { id: r.id.clone() });
+    let pending = pending.await.unwrap().into_inner();
+    assert!(pending.approvals.is_empty() && pending.last_error.is_empty(), "the refusal left the request as it was");
+
+    // Lifted, the same calls go through.
+    let read = policy(&mut admin, "qa").await.unwrap();
+    update_policy(&mut admin, pb::EnvironmentPolicy { freezes: vec![], ..read }, &["freezes"]).await.unwrap();
+    let accepted = accept(&mut bob, &r.id, "").await.expect("accepted once the freeze is lifted");
+    assert_eq!(accepted.status, pb::PromotionStatus::Accepted as i32);
+
+    // Frozen again: a rollback is refused, but an admin may override, and that is audited.
+    let read = policy(&mut admin, "qa").await.unwrap();
+    let freeze = pb::PromotionFreeze { start_time: Some(ts(now)), end_time: Some(ts(until)), reason: "again".into() };
+    update_policy(&mut admin, pb::EnvironmentPolicy { freezes: vec![freeze], ..read }, &["freezes"]).await.unwrap();
+    let rollback = |reason: &str| pb::RollbackInstallationRequest {
+        id: accepted.installation_id.clone(),
+        window_override_reason: reason.into(),
+        ..Default::default()
+    };
+    let refused = bob.installations.rollback_installation(rollback("")).await;
+    assert_status(refused, Code::FailedPrecondition, "OUTSIDE_PROMOTION_WINDOW");
+    let rolled = admin.installations.rollback_installation(rollback("broken release")).await.expect("admin override");
+    assert_eq!(rolled.into_inner().status, pb::InstallationStatus::RolledBack as i32);
+    let events = pb::ListAuditEventsRequest { action: "PROMOTION_WINDOW_OVERRIDDEN".into(), ..Default::default() };
+    let events = admin.installation_audit.list_audit_events(events).await.unwrap().into_inner().events;
+    assert_eq!(events.len(), 1, "{events:?}");
+    let details = format!("{:?}", events[0].details);
+    assert!(details.contains("broken release") && details.contains("RollbackInstallation"), "{details}");
+}
+
+#[tokio::test]
+async fn outside_every_window_installs_wait_for_the_next_opening() {
+    let dev = DevServices::start().await;
+    let mut admin = dev.clients("admin").await;
+    let mut bob = dev.clients("bob").await;
+    use chrono::Datelike;
+    let today = chrono::Utc::now().date_naive();
+    let days: Vec<i32> = (1..=7).filter(|d| *d != today.weekday().number_from_monday() as i32).collect();
+    let window =
+        pb::PromotionWindow { days, start_time: "00:00".into(), end_time: "24:00".into(), time_zone: "UTC".into() };
+    let read = policy(&mut admin, "qa").await.unwrap();
+    let set = update_policy(&mut admin, pb::EnvironmentPolicy { windows: vec![window], ..read }, &["windows"]).await;
+    let set = set.expect("a window on every day but today");
+    assert_eq!((set.windows[0].end_time.as_str(), set.windows[0].time_zone.as_str()), ("24:00", "UTC"));
+    let package = group_package(&mut admin, "Windowed qa", &[pb::PackageStatus::Preview]).await;
+    let refused = assert_status(
+        install(&mut bob, &package.id, "qa", "").await,
+        Code::FailedPrecondition,
+        "OUTSIDE_PROMOTION_WINDOW",
+    );
+    let tomorrow = (today + chrono::Duration::days(1)).and_hms_opt(0, 0, 0).unwrap().and_utc();
+    assert_eq!(metadata_of(&refused)["next_opening"], tomorrow.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    install(&mut admin, &package.id, "qa", "hotfix").await.expect("an admin's override installs");
+
+    let bad = pb::PromotionWindow {
+        days: vec![1],
+        start_time: "9am".into(),
+        end_time: "17:00".into(),
+        time_zone: "UTC".into(),
+    };
+    let read = policy(&mut admin, "qa").await.unwrap();
+    let refused = update_policy(&mut admin, pb::EnvironmentPolicy { windows: vec![bad], ..read }, &["windows"]).await;
+    assert_status(refused, Code::InvalidArgument, "INVALID_POLICY");
+}

@@ -348,7 +348,7 @@ async fn list_installations(c: &mut Clients, package_id: &str, dest: &str) -> Ve
 }
 
 async fn rollback(c: &mut Clients, id: &str, force: bool) -> Result<pb::Installation, Status> {
-    let req = pb::RollbackInstallationRequest { id: id.into(), force, request_id: String::new() };
+    let req = pb::RollbackInstallationRequest { id: id.into(), force, ..Default::default() };
     c.installations.rollback_installation(req).await.map(|r| r.into_inner())
 }
 

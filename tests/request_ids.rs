@@ -260,7 +260,7 @@ async fn a_replay_returns_the_first_response_and_another_body_is_refused() {
     check("RollbackInstallation", 10, |request_id, other| {
         let (mut i, id) = (i.clone(), installation.clone());
         async move {
-            let req = pb::RollbackInstallationRequest { id, force: other, request_id };
+            let req = pb::RollbackInstallationRequest { id, force: other, request_id, ..Default::default() };
             i.rollback_installation(req).await.map(|r| format!("{} {}", r.get_ref().id, r.get_ref().status))
         }
     })

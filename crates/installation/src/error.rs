@@ -34,6 +34,12 @@ pub enum InstallError {
         message: String,
     },
     NoPackageService,
+    /// The environment's policy closes it now (outside its windows or in a freeze).
+    OutsideWindow {
+        environment: String,
+        reason: String,
+        opens: Option<chrono::DateTime<chrono::Utc>>,
+    },
     Store(StoreError),
 }
 
@@ -99,6 +105,17 @@ impl std::fmt::Display for InstallError {
             ),
             InstallError::InvalidState { message, .. } => f.write_str(message),
             InstallError::NoPackageService => f.write_str("this installation service has no package_service configured"),
+            InstallError::OutsideWindow { environment, reason, opens } => {
+                let opens = match opens {
+                    Some(t) => format!("it opens at {}", t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+                    None => "no opening is in sight: change its policy".to_string(),
+                };
+                write!(
+                    f,
+                    "{environment} takes no installs, accepts or rollbacks now ({reason}); {opens}. Pre-runs and \
+                     promotion requests are allowed; an admin may proceed with a window_override_reason"
+                )
+            }
             InstallError::Store(e) => write!(f, "{e}"),
         }
     }

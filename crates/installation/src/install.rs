@@ -17,6 +17,7 @@ use crate::fetch::fetch;
 use crate::idempotency::{first, RequestUse};
 use crate::installations::get_installation;
 use crate::plan::{self, Override, PackageContent, Plan};
+use crate::policies::check_window;
 use crate::pre_run::{check_pre_run, readable_pre_run};
 use crate::state::{State, SERVICE_NAME};
 
@@ -37,6 +38,9 @@ pub struct InstallRequest {
     /// The promotion request being accepted, if any; the installation remembers it.
     #[serde(skip)]
     pub promotion_request_id: String,
+    /// An admin's reason to install while the destination's policy closes it.
+    #[serde(skip)]
+    pub window_override: String,
 }
 
 /// Builds records to write with an installation, from the installation's record.
@@ -120,6 +124,7 @@ pub async fn create_installation(
     if let Some(id) = first(request.as_ref(), state.store.as_ref()).await? {
         return get_installation(state, caller, &id, true).await;
     }
+    check_window(state, caller, &dest.id, "CreateInstallation", &req.window_override).await?;
     let prepared = prepare(state, caller, credentials, dest, &req).await?;
     let tx = state.store.lock(&dest.id).await?;
     install_locked(state, caller, dest, req, request, prepared, tx).await

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use promotion_core::audit::AuditEvent;
 use promotion_core::identity::{Identity, Permission};
-use promotion_core::policy::EnvironmentPolicy;
+use promotion_core::policy::{EnvironmentPolicy, Freeze, Window};
 use promotion_core::Invalid;
 use promotion_store::installation::{EnvWrite, Record};
 use promotion_store::StoreError;
@@ -64,6 +64,8 @@ pub async fn get(state: &State, caller: &Identity, env: &str) -> Result<Environm
 pub struct PolicyChange {
     pub required_approvals: Option<u32>,
     pub allow_self_approval: Option<bool>,
+    pub windows: Option<Vec<Window>>,
+    pub freezes: Option<Vec<Freeze>>,
     /// Empty: no check.
     pub etag: String,
     #[serde(skip)]
@@ -77,6 +79,12 @@ impl PolicyChange {
         }
         if let Some(allow) = self.allow_self_approval {
             policy.allow_self_approval = allow;
+        }
+        if let Some(windows) = &self.windows {
+            policy.windows = windows.clone();
+        }
+        if let Some(freezes) = &self.freezes {
+            policy.freezes = freezes.clone();
         }
         policy
     }
@@ -123,7 +131,14 @@ fn updated_event(
     after: &EnvironmentPolicy,
     request_id: &str,
 ) -> AuditEvent {
-    let values = |p: &EnvironmentPolicy| serde_json::json!({"required_approvals": p.required_approvals, "allow_self_approval": p.allow_self_approval});
+    let values = |p: &EnvironmentPolicy| {
+        serde_json::json!({
+            "required_approvals": p.required_approvals,
+            "allow_self_approval": p.allow_self_approval,
+            "windows": p.windows,
+            "freezes": p.freezes,
+        })
+    };
     AuditEvent::new(
         SERVICE_NAME,
         caller,
@@ -134,6 +149,33 @@ fn updated_event(
     .request_id(request_id)
     .detail("before", values(before))
     .detail("after", values(after))
+}
+
+/// Refuses `action` (an install, accept or rollback) on `env` while its policy closes it,
+/// unless an admin gives an override reason; a used override is audited with the reason.
+pub async fn check_window(
+    state: &State,
+    caller: &Identity,
+    env: &str,
+    action: &str,
+    override_reason: &str,
+) -> Result<(), InstallError> {
+    let Some(closed) = current(state, env).await?.closed_at(Utc::now()) else { return Ok(()) };
+    if override_reason.trim().is_empty() {
+        return Err(InstallError::OutsideWindow {
+            environment: env.to_string(),
+            reason: closed.reason,
+            opens: closed.opens,
+        });
+    }
+    state.require(caller, env, Permission::PolicyWrite).await.map_err(|e| InstallError::Refused(e.into()))?;
+    let event = AuditEvent::new(SERVICE_NAME, caller, env, "PROMOTION_WINDOW_OVERRIDDEN", ("environment_policy", env))
+        .detail("action", action)
+        .detail("override_reason", override_reason)
+        .detail("closed", closed.reason);
+    state.store.append(vec![Record::audit(event)]).await?;
+    tracing::info!(environment = %env, action, reason = %override_reason, "promotion window overridden");
+    Ok(())
 }
 
 /// Stores `policy` for its environment unless one is stored already (development mode's

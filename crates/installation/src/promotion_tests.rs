@@ -56,6 +56,7 @@ fn decision(comment: &str) -> Decision {
         overrides: vec![],
         prune_children: false,
         replan: false,
+        window_override: String::new(),
     }
 }
 

@@ -342,6 +342,8 @@ pub struct Decision {
     pub prune_children: bool,
     /// Plan again instead of installing the pre-run the request carries.
     pub replan: bool,
+    /// An admin's reason to accept while the target's policy closes it.
+    pub window_override: String,
 }
 
 /// Records the caller's approval of a pending request. The approval that reaches the
@@ -366,6 +368,7 @@ pub async fn accept(
     let r = pending_for_decision(state, caller, id).await?;
     let policy = policies::current(state, &r.target_environment).await?;
     may_approve(state, caller, &r, &policy).await?;
+    policies::check_window(state, caller, &r.target_environment, "AcceptPromotionRequest", &d.window_override).await?;
     if !completes(&r, &policy) {
         if has_install_options(&d) {
             let (approvals, required) = (r.approvals.len(), policy.required_approvals);
@@ -514,6 +517,7 @@ async fn install_carried(
         request_id: String::new(),
         companion: None,
         promotion_request_id: r.id.clone(),
+        window_override: String::new(),
     };
     let prepared = match prepare(state, caller, credentials, &target, &install).await {
         Ok(prepared) => prepared,

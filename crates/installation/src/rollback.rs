@@ -13,6 +13,7 @@ use crate::apply;
 use crate::error::InstallError;
 use crate::idempotency::{first, RequestUse};
 use crate::installations::get_installation;
+use crate::policies::check_window;
 use crate::promotions;
 use crate::state::{State, SERVICE_NAME};
 
@@ -28,9 +29,13 @@ pub async fn rollback(
     id: &str,
     force: bool,
     request_id: &str,
+    window_override: &str,
 ) -> Result<InstallationRecord, InstallError> {
     let request = RequestUse::new(caller, request_id, "RollbackInstallation", &RollbackBody { id, force });
     let record = get_installation(state, caller, id, false).await?;
+    if first(request.as_ref(), state.store.as_ref()).await?.is_none() {
+        check_window(state, caller, &record.destination, "RollbackInstallation", window_override).await?;
+    }
     let tx = state.store.lock(&record.destination).await?;
     if first(request.as_ref(), state.store.as_ref()).await?.is_some() {
         drop(tx);

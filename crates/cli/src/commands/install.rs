@@ -101,6 +101,10 @@ pub struct InstallArgs {
     /// input is not a terminal).
     #[arg(long, short = 'y')]
     pub yes: bool,
+    /// Admins: proceed although the environment's policy closes it now (outside its
+    /// promotion windows or in a freeze); the reason is audited.
+    #[arg(long, value_name = "REASON", default_value = "", hide_default_value = true)]
+    pub override_window: String,
     /// Idempotency key (UUID).
     #[arg(long)]
     pub request_id: Option<String>,
@@ -147,6 +151,10 @@ pub struct RollbackArgs {
     /// Do not ask before a forced rollback (required when standard input is not a terminal).
     #[arg(long, short = 'y')]
     pub yes: bool,
+    /// Admins: proceed although the environment's policy closes it now (outside its
+    /// promotion windows or in a freeze); the reason is audited.
+    #[arg(long, value_name = "REASON", default_value = "", hide_default_value = true)]
+    pub override_window: String,
     /// Idempotency key (UUID).
     #[arg(long)]
     pub request_id: Option<String>,
@@ -340,6 +348,7 @@ pub async fn install(session: &Session, out: &Out, a: InstallArgs) -> Result<(),
         translation_map: translation_map(&a.overrides),
         prune_children: a.prune_children,
         request_id: a.request_id.unwrap_or_else(new_request_id),
+        window_override_reason: a.override_window,
     };
     let mut client = session.installations_for(&request.destination_environment).await?;
     let progress = Progress::start(format!("Installing into {}…", request.destination_environment));
@@ -473,6 +482,7 @@ pub async fn rollback(session: &Session, out: &Out, a: RollbackArgs) -> Result<(
         id: a.id,
         force: a.force,
         request_id: a.request_id.unwrap_or_else(new_request_id),
+        window_override_reason: a.override_window,
     };
     let progress = Progress::start("Rolling back…");
     let result = client.rollback_installation(session.request(request)).await;

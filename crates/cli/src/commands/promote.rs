@@ -131,6 +131,10 @@ pub struct AcceptArgs {
     /// Comment recorded with the decision.
     #[arg(long, default_value = "", hide_default_value = true)]
     pub comment: String,
+    /// Admins: proceed although the environment's policy closes it now (outside its
+    /// promotion windows or in a freeze); the reason is audited.
+    #[arg(long, value_name = "REASON", default_value = "", hide_default_value = true)]
+    pub override_window: String,
     /// Idempotency key (UUID).
     #[arg(long)]
     pub request_id: Option<String>,
@@ -623,6 +627,7 @@ pub async fn accept(session: &Session, out: &Out, a: AcceptArgs) -> Result<(), C
         request_id: a.request_id.unwrap_or_else(new_request_id),
         prune_children: a.prune_children,
         replan: a.replan,
+        window_override_reason: a.override_window,
     };
     let progress =
         Progress::start(if a.replan { "Planning again and installing…" } else { "Installing the reviewed plan…" });

@@ -3,7 +3,7 @@
 //! malformed request is INVALID_ARGUMENT before anything is read or written.
 use tonic::Status;
 
-use super::convert::overrides_from_proto;
+use super::convert::{overrides_from_proto, weekday_from_proto};
 use super::{check_request_id, require_uuid};
 use crate::install::InstallRequest;
 use crate::installations::ReportedInstallation;
@@ -12,6 +12,7 @@ use crate::pre_run::PreRunRequest;
 use crate::promotions::{self, Attach, Decision};
 use promotion_api::status::bad_field;
 use promotion_api::v1 as pb;
+use promotion_core::policy::{Freeze, Window};
 
 /// A command aimed at one environment, which the handler authorises first.
 pub struct ForEnvironment<T> {
@@ -81,6 +82,7 @@ impl TryFrom<pb::CreateInstallationRequest> for ForEnvironment<InstallRequest> {
             request_id: r.request_id,
             companion: None,
             promotion_request_id: String::new(),
+            window_override: r.window_override_reason,
         };
         Ok(ForEnvironment { environment: r.destination_environment, command })
     }
@@ -124,6 +126,7 @@ impl TryFrom<pb::AcceptPromotionRequestRequest> for OnRequest<Decision> {
             overrides: overrides_from_proto(r.translation_map)?,
             prune_children: r.prune_children,
             replan: r.replan,
+            window_override: r.window_override_reason,
         };
         Ok(OnRequest { id: r.id, command })
     }
@@ -161,7 +164,7 @@ impl TryFrom<pb::CheckInstallationRequest> for ReportedInstallation {
     }
 }
 /// The paths an UpdateEnvironmentPolicy mask may name.
-const POLICY_PATHS: &str = "required_approvals, allow_self_approval";
+const POLICY_PATHS: &str = "required_approvals, allow_self_approval, windows, freezes";
 
 impl TryFrom<pb::UpdateEnvironmentPolicyRequest> for ForEnvironment<PolicyChange> {
     type Error = Status;
@@ -183,6 +186,8 @@ impl TryFrom<pb::UpdateEnvironmentPolicyRequest> for ForEnvironment<PolicyChange
                     change.required_approvals = Some(required_approvals(policy.required_approvals)?)
                 }
                 "allow_self_approval" => change.allow_self_approval = Some(policy.allow_self_approval),
+                "windows" => change.windows = Some(policy.windows.iter().map(window).collect::<Result<_, _>>()?),
+                "freezes" => change.freezes = Some(policy.freezes.iter().map(freeze).collect::<Result<_, _>>()?),
                 other => {
                     return Err(bad_field(
                         "INVALID_FIELD_MASK",
@@ -194,6 +199,64 @@ impl TryFrom<pb::UpdateEnvironmentPolicyRequest> for ForEnvironment<PolicyChange
         }
         Ok(ForEnvironment { environment: policy.environment, command: change })
     }
+}
+
+fn invalid_policy(field: &str, message: String) -> Status {
+    bad_field("INVALID_POLICY", field, message)
+}
+
+/// A window's shape: known days, "HH:MM" times, a "UTC" or "±HH:MM" zone (the domain
+/// checks the order of the times and the range of the offset).
+fn window(w: &pb::PromotionWindow) -> Result<Window, Status> {
+    let days =
+        w.days.iter().map(|d| weekday_from_proto(*d)).collect::<Option<Vec<_>>>().ok_or_else(|| {
+            invalid_policy("policy.windows.days", "days must be DAY_OF_WEEK_MONDAY to _SUNDAY".into())
+        })?;
+    let minutes = |field: &str, text: &str| {
+        minutes_of(text).ok_or_else(|| invalid_policy(field, format!("{field} {text:?} is not HH:MM (00:00 to 24:00)")))
+    };
+    Ok(Window {
+        days,
+        start_minute: minutes("policy.windows.start_time", &w.start_time)?,
+        end_minute: minutes("policy.windows.end_time", &w.end_time)?,
+        utc_offset_minutes: offset_of(&w.time_zone).ok_or_else(|| {
+            let message = format!("time_zone {:?} is neither UTC nor a fixed offset such as +01:00", w.time_zone);
+            invalid_policy("policy.windows.time_zone", message)
+        })?,
+    })
+}
+
+/// "HH:MM" as minutes after midnight, "24:00" included.
+fn minutes_of(text: &str) -> Option<u32> {
+    let (h, m) = text.split_once(':')?;
+    let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+    (h.min(24) == h && m < 60 && h * 60 + m <= 24 * 60 && text.len() == 5).then_some(h * 60 + m)
+}
+
+/// "UTC" / "Z" as 0, "+HH:MM" / "-HH:MM" as signed minutes.
+fn offset_of(text: &str) -> Option<i32> {
+    if text.eq_ignore_ascii_case("utc") || text == "Z" {
+        return Some(0);
+    }
+    let sign = match text.chars().next()? {
+        '+' => 1,
+        '-' => -1,
+        _ => return None,
+    };
+    Some(sign * i32::try_from(minutes_of(&text[1..])?).ok()?)
+}
+
+fn freeze(f: &pb::PromotionFreeze) -> Result<Freeze, Status> {
+    let time = |field: &str, t: &Option<_>| {
+        t.as_ref()
+            .and_then(promotion_api::convert::from_timestamp)
+            .ok_or_else(|| invalid_policy(field, format!("{field} is required")))
+    };
+    Ok(Freeze {
+        start: time("policy.freezes.start_time", &f.start_time)?,
+        end: time("policy.freezes.end_time", &f.end_time)?,
+        reason: f.reason.clone(),
+    })
 }
 
 /// A count the domain checks against its bounds; negative ones never reach it.

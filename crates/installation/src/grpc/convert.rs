@@ -7,11 +7,12 @@ use tonic::Status;
 use crate::drift::{DriftEntry, DriftState};
 use crate::environments::Export;
 use crate::plan::{Action, Collision, Entry, FieldChange, MatchKind, Override, Plan};
+use chrono::Weekday;
 use promotion_api::convert::{json_to_value, opt_timestamp, timestamp};
 use promotion_api::status::bad_field;
 use promotion_api::v1 as pb;
 use promotion_core::config::EnvironmentKind;
-use promotion_core::policy::EnvironmentPolicy;
+use promotion_core::policy::{EnvironmentPolicy, Freeze, Window};
 use promotion_core::promotion::{Approval, PromotionRecord, PromotionStatus};
 use promotion_core::records::{EntryStatus, InstallationRecord, InstallationStatus, PreRunRecord};
 
@@ -393,6 +394,56 @@ pub fn policy_to_proto(p: &EnvironmentPolicy) -> pb::EnvironmentPolicy {
         etag: p.etag(),
         update_time: opt_timestamp(p.update_time),
         updated_by: p.updated_by.clone(),
+        windows: p.windows.iter().map(window_to_proto).collect(),
+        freezes: p.freezes.iter().map(freeze_to_proto).collect(),
+    }
+}
+
+const WEEKDAYS: [(Weekday, pb::DayOfWeek); 7] = [
+    (Weekday::Mon, pb::DayOfWeek::Monday),
+    (Weekday::Tue, pb::DayOfWeek::Tuesday),
+    (Weekday::Wed, pb::DayOfWeek::Wednesday),
+    (Weekday::Thu, pb::DayOfWeek::Thursday),
+    (Weekday::Fri, pb::DayOfWeek::Friday),
+    (Weekday::Sat, pb::DayOfWeek::Saturday),
+    (Weekday::Sun, pb::DayOfWeek::Sunday),
+];
+
+pub fn weekday_from_proto(v: i32) -> Option<Weekday> {
+    WEEKDAYS.iter().find(|(_, d)| *d as i32 == v).map(|(w, _)| *w)
+}
+
+fn weekday_to_proto(w: Weekday) -> pb::DayOfWeek {
+    WEEKDAYS.iter().find(|(day, _)| *day == w).map_or(pb::DayOfWeek::Unspecified, |(_, d)| *d)
+}
+
+fn clock(minutes: u32) -> String {
+    format!("{:02}:{:02}", minutes / 60, minutes % 60)
+}
+
+/// "UTC", or the fixed offset as "+HH:MM" / "-HH:MM".
+fn offset_name(minutes: i32) -> String {
+    if minutes == 0 {
+        return "UTC".into();
+    }
+    let sign = if minutes < 0 { '-' } else { '+' };
+    format!("{sign}{}", clock(minutes.unsigned_abs()))
+}
+
+fn window_to_proto(w: &Window) -> pb::PromotionWindow {
+    pb::PromotionWindow {
+        days: w.days.iter().map(|d| weekday_to_proto(*d) as i32).collect(),
+        start_time: clock(w.start_minute),
+        end_time: clock(w.end_minute),
+        time_zone: offset_name(w.utc_offset_minutes),
+    }
+}
+
+fn freeze_to_proto(f: &Freeze) -> pb::PromotionFreeze {
+    pb::PromotionFreeze {
+        start_time: Some(timestamp(f.start)),
+        end_time: Some(timestamp(f.end)),
+        reason: f.reason.clone(),
     }
 }
 

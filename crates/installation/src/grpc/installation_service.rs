@@ -134,7 +134,8 @@ impl pb::installation_service_server::InstallationService for InstallationApi {
         check_request_id(&req.request_id)?;
         let record = get_installation(&self.state, &caller, &req.id, false).await?;
         self.state.authorize(&caller, &record.destination, Permission::InstallationWrite).await?;
-        let record = rollback(&self.state, &caller, &req.id, req.force, &req.request_id).await?;
+        let record =
+            rollback(&self.state, &caller, &req.id, req.force, &req.request_id, &req.window_override_reason).await?;
         Ok(Response::new(installation_to_proto(&record, EntryPage::default())))
     }
 

@@ -123,6 +123,11 @@ impl From<InstallError> for Status {
                 "this installation service has no package_service configured",
                 [],
             ),
+            InstallError::OutsideWindow { ref environment, ref reason, opens } => {
+                let next = opens.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)).unwrap_or_default();
+                let metadata = [("environment", environment.clone()), ("reason", reason.clone()), ("next_opening", next)];
+                status(Code::FailedPrecondition, "OUTSIDE_PROMOTION_WINDOW", e.to_string(), metadata)
+            }
             InstallError::Store(e) => store_failure(e.is_unavailable(), &e.message),
         }
     }
