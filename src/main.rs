@@ -76,6 +76,10 @@ enum Command {
         /// Where both services keep their data; reused across restarts.
         #[arg(long, env = "PROMOTION_DEV_DATA_DIR", default_value = ".promotion-dev")]
         data_dir: PathBuf,
+        /// Keep both services' data in this PostgreSQL database instead (postgres://...);
+        /// its tables are created on first use.
+        #[arg(long, value_name = "URL")]
+        database_url: Option<String>,
         #[arg(long, default_value = "127.0.0.1:50051")]
         package_addr: SocketAddr,
         #[arg(long, default_value = "127.0.0.1:50052")]
@@ -225,10 +229,19 @@ fn run_async(command: Command) -> Result<(), String> {
                 }
                 served.map_err(|e| e.to_string())
             }
-            Command::Dev { data_dir, package_addr, installation_addr, http_addr, json_logs, write_config } => {
+            Command::Dev {
+                data_dir,
+                database_url,
+                package_addr,
+                installation_addr,
+                http_addr,
+                json_logs,
+                write_config,
+            } => {
                 let log_format = if json_logs { LogFormat::Json } else { LogFormat::Text };
                 let opts = promotion_dev::mode::DevOptions {
                     data_dir,
+                    database_url,
                     package_addr,
                     installation_addr,
                     http_addr,

@@ -1,7 +1,7 @@
 //! The architecture as the build enforces it: which crate may depend on which, that the
-//! domain and store crates know no transport and only the store knows sled, that no module
-//! of a crate imports in a circle, and that the domain modules of the service crates stay
-//! free of gRPC. Read from the manifests and sources, so no cargo cache is needed.
+//! domain and store crates know no transport and only the store knows a storage engine or
+//! database driver (sled, PostgreSQL), that no module of a crate imports in a circle, and
+//! that the domain modules of the service crates stay free of gRPC. Read from the manifests and sources, so no cargo cache is needed.
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -63,9 +63,15 @@ fn crates_depend_only_along_the_layers() {
             assert!(!crates[layer].contains(transport), "{layer} must not depend on {transport}");
         }
     }
-    for (name, deps) in &crates {
-        assert_eq!(deps.contains("sled"), name == "store", "only the store crate may depend on sled ({name})");
+    // Storage engines and database drivers: keys, codecs and connections stay in the store.
+    for engine in ["sled", "tokio-postgres", "postgres", "deadpool-postgres", "sqlx"] {
+        for (name, deps) in &crates {
+            if deps.contains(engine) {
+                assert_eq!(name, "store", "only the store crate may depend on {engine}");
+            }
+        }
     }
+    assert!(crates["store"].contains("tokio-postgres"), "the store's PostgreSQL driver is where this rule looks");
 }
 
 /// Top-level modules of a crate's `src` and the modules each refers to through `crate::`.

@@ -187,9 +187,9 @@ fn published_and_demo_secrets_are_refused() {
             "secrets.platform_admins (PROMOTION_SECRETS__PLATFORM_ADMINS) names no client",
         ),
         (
-            "the database store, which this version does not have",
-            &[("PROMOTION_DATABASE_URL", "postgres://db/promotion")],
-            "storage.database_url (PROMOTION_DATABASE_URL) is reserved",
+            "a database URL that is not PostgreSQL's",
+            &[("PROMOTION_DATABASE_URL", "mysql://db/promotion")],
+            "storage.database_url (PROMOTION_DATABASE_URL) must be a postgres:// or postgresql:// URL",
         ),
     ];
     for (what, changes, problem) in cases {

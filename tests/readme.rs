@@ -2,8 +2,8 @@
 //! starting development mode, running the tests) runs, in README order, in one
 //! `bash -euo pipefail` shell (so variables carry over from block to block) with the real
 //! `grpcurl` and this build's `promotion` first on `PATH`, against development mode started
-//! on this test's own ports and a fresh data directory; each block must print what
-//! `EXPECTATIONS` says it prints.
+//! on this test's own ports and a fresh data directory (and again with its stores on
+//! PostgreSQL); each block must print what `EXPECTATIONS` says it prints.
 mod common;
 
 use std::path::Path;
@@ -418,8 +418,20 @@ fn workdir() -> tempfile::TempDir {
 #[tokio::test]
 async fn readme_runs_verbatim_against_development_mode() {
     require_tools();
+    walk_through(DevServices::start().await);
+}
+
+/// `promotion dev --database-url postgres://...` serves the same walkthrough unchanged.
+#[tokio::test]
+async fn readme_runs_verbatim_against_development_mode_on_postgresql() {
+    require_tools();
+    if let Some(dev) = DevServices::start_on_postgres().await {
+        walk_through(dev);
+    }
+}
+
+fn walk_through(dev: DevServices) {
     let blocks = run_blocks(README);
-    let dev = DevServices::start().await;
 
     // One script: markers around each block tell which block printed what, and which
     // one stopped the shell if it failed.

@@ -14,6 +14,7 @@ use tonic::transport::Channel;
 use tonic::{Request, Status};
 
 pub use promotion_api::status::{metadata_of, reason_of};
+pub use promotion_store::pg_scratch::ScratchSchema;
 
 /// A free loopback port. The tiny window between closing it and the service binding it
 /// is acceptable for tests.
@@ -33,7 +34,8 @@ pub fn promotion_command() -> Command {
     command
 }
 
-/// `promotion dev` running as a child process; killed on drop.
+/// `promotion dev` running as a child process; killed on drop (and then its PostgreSQL
+/// schema, if it has one, dropped).
 pub struct DevServices {
     pub child: Child,
     pub package_addr: SocketAddr,
@@ -41,6 +43,7 @@ pub struct DevServices {
     /// The one HTTP address of both services' JSON API.
     pub http_addr: SocketAddr,
     pub data_dir: tempfile::TempDir,
+    pub schema: Option<ScratchSchema>,
 }
 
 impl DevServices {
@@ -50,30 +53,47 @@ impl DevServices {
 
     /// Starts on an existing data directory (to test restarts).
     pub async fn start_in(data_dir: tempfile::TempDir) -> DevServices {
-        Self::spawn(data_dir, "warn", Stdio::inherit()).await
+        Self::spawn(data_dir, None, "warn", Stdio::inherit()).await
+    }
+
+    /// Starts with both stores in a new PostgreSQL schema (`promotion dev --database-url`);
+    /// None where no server answers outside CI (`ScratchSchema` says so).
+    pub async fn start_on_postgres() -> Option<DevServices> {
+        let schema = ScratchSchema::create()?;
+        Some(Self::spawn(tempfile::tempdir().unwrap(), Some(schema), "warn", Stdio::inherit()).await)
     }
 
     /// Starts with its log, filtered by `rust_log`, written to the file `log`.
     pub async fn start_logging(log: &std::path::Path, rust_log: &str) -> DevServices {
         let file = std::fs::File::create(log).expect("create the log file");
-        Self::spawn(tempfile::tempdir().unwrap(), rust_log, Stdio::from(file)).await
+        Self::spawn(tempfile::tempdir().unwrap(), None, rust_log, Stdio::from(file)).await
     }
 
-    async fn spawn(data_dir: tempfile::TempDir, rust_log: &str, stderr: Stdio) -> DevServices {
+    async fn spawn(
+        data_dir: tempfile::TempDir,
+        schema: Option<ScratchSchema>,
+        rust_log: &str,
+        stderr: Stdio,
+    ) -> DevServices {
         let package_addr = free_addr();
         let installation_addr = free_addr();
         let http_addr = free_addr();
-        let child = promotion_command()
+        let mut command = promotion_command();
+        command
             .args(["dev", "--data-dir"])
             .arg(data_dir.path())
             .args(["--package-addr", &package_addr.to_string(), "--installation-addr", &installation_addr.to_string()])
-            .args(["--http-addr", &http_addr.to_string()])
+            .args(["--http-addr", &http_addr.to_string()]);
+        if let Some(schema) = &schema {
+            command.args(["--database-url", &schema.url()]);
+        }
+        let child = command
             .env("RUST_LOG", rust_log)
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
             .expect("start promotion dev");
-        let services = DevServices { child, package_addr, installation_addr, http_addr, data_dir };
+        let services = DevServices { child, package_addr, installation_addr, http_addr, data_dir, schema };
         services.wait_serving().await;
         services
     }

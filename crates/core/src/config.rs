@@ -52,8 +52,9 @@ pub struct Config {
     /// `PROMOTION_SECRETS__<CLIENT_ID>` (capitals, `-` written `_`). Hashed when loaded.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secrets: BTreeMap<String, String>,
-    /// Reserved: `storage.database_url` (`PROMOTION_DATABASE_URL`) will select a database
-    /// store. This version keeps its store in `data_dir` and refuses a value.
+    /// `storage.database_url` (`PROMOTION_DATABASE_URL`): a `postgres://` URL puts the
+    /// service's store in that database, shared by every replica; without it the store is
+    /// sled in `data_dir`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<StorageConfig>,
 }
@@ -209,6 +210,11 @@ pub enum ServiceKind {
 }
 
 impl Config {
+    /// The database the store lives in, when one is configured (an empty value is none).
+    pub fn database_url(&self) -> Option<&str> {
+        self.storage.as_ref().and_then(|s| s.database_url.as_deref()).filter(|url| !url.is_empty())
+    }
+
     /// Reads a TOML file, applies `PROMOTION_*` environment variables and then `--set`
     /// overrides (`key.path=value`), deserialises the result and hashes the client secrets
     /// given in `secrets`.
@@ -269,11 +275,10 @@ impl Config {
         if let Some(credentials) = &self.service_credentials {
             check_secret(&mut problems, "service_credentials.client_secret", &credentials.client_secret);
         }
-        if let Some(url) = self.storage.as_ref().and_then(|s| s.database_url.as_ref()) {
-            if !url.is_empty() {
+        if let Some(url) = self.database_url() {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
                 problems.push(format!(
-                    "storage.database_url ({}) is reserved for a database store this version does not have; \
-                     unset it: the store lives in data_dir",
+                    "storage.database_url ({}) must be a postgres:// or postgresql:// URL",
                     env_var("storage.database_url")
                 ));
             }

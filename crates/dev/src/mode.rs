@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use promotion_core::config::{
     AuthConfig, BindingEntry, ClientEntry, Config, EnvironmentEntry, EnvironmentKind, Limits, LogFormat, Organization,
-    ServiceCredentials,
+    ServiceCredentials, StorageConfig,
 };
 use promotion_core::identity::{Identity, Role};
 use promotion_core::objects::ConfigObject;
@@ -22,6 +22,8 @@ const DEMO: &str = include_str!("../demo.json");
 
 pub struct DevOptions {
     pub data_dir: PathBuf,
+    /// Both services' store in this PostgreSQL database instead of sled in `data_dir`.
+    pub database_url: Option<String>,
     pub package_addr: SocketAddr,
     pub installation_addr: SocketAddr,
     /// The one HTTP address serving both services' JSON API.
@@ -101,7 +103,7 @@ pub fn configs(opts: &DevOptions) -> (Config, Config) {
         clients: vec![],
         catalog_files: vec![],
         secrets: Default::default(),
-        storage: None,
+        storage: opts.database_url.clone().map(|url| StorageConfig { database_url: Some(url) }),
     };
     let package = Config {
         clients: DEMO_CLIENTS
@@ -244,13 +246,35 @@ Or over HTTP:
       | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["accessToken"])')
   curl -s -H "Authorization: Bearer $TOKEN" http://{h}/environment-promotion/v1/packages
 "#,
-        data = opts.data_dir.display()
+        data = match &opts.database_url {
+            Some(url) => format!("PostgreSQL {}", without_password(url)),
+            None => opts.data_dir.display().to_string(),
+        }
     );
+}
+
+/// A database URL fit for a banner: any password replaced by `***`.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+    match authority.rsplit_once('@') {
+        Some((credentials, host)) if credentials.contains(':') => {
+            let user = credentials.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}/{path}")
+        }
+        _ => url.to_string(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_banner_never_shows_a_database_password() {
+        assert_eq!(without_password("postgres://app:s3cret@db:5432/promotion"), "postgres://app:***@db:5432/promotion");
+        assert_eq!(without_password("postgres://postgres@127.0.0.1/dev"), "postgres://postgres@127.0.0.1/dev");
+    }
 
     #[test]
     fn check_config_knows_every_demo_secret() {

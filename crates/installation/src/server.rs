@@ -30,7 +30,10 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Opens the store and builds the shared handler state.
 pub fn open(config: Config) -> Result<Arc<State>, BoxError> {
     let catalogs = config.validate(ServiceKind::Installation).map_err(|p| p.join("; "))?;
-    let store = promotion_store::open_installation_store_cached(&config.data_dir, config.limits.store_cache_bytes)?;
+    let store = match config.database_url() {
+        Some(url) => promotion_store::open_installation_store_pg(url)?,
+        None => promotion_store::open_installation_store_cached(&config.data_dir, config.limits.store_cache_bytes)?,
+    };
     let signer = Arc::new(
         TokenSigner::new(config.auth.signing_key.as_bytes(), &config.auth.issuer)
             .with_max_lifetime(config.auth.max_ttl_seconds),

@@ -1,32 +1,44 @@
-//! Test fixtures: every domain suite runs against the memory store and the sled store
+//! Test fixtures: every domain suite runs against the memory, sled and PostgreSQL stores
 //! alike, through the same storage traits.
 use std::sync::Arc;
 
 use promotion_core::objects::{ConfigObject, ObjectKey};
 use promotion_store::installation::{Committed, EnvState, EnvWrite};
+use promotion_store::pg_scratch::ScratchSchema;
 use promotion_store::{InstallationStore, Result};
 
 /// One store under test, and what keeps it alive.
 pub struct Fixture {
     pub store: Arc<dyn InstallationStore>,
     _dir: Option<tempfile::TempDir>,
+    _schema: Option<ScratchSchema>,
 }
 
 impl Fixture {
     pub fn memory() -> Fixture {
-        Fixture { store: promotion_store::memory_installation_store(), _dir: None }
+        Fixture { store: promotion_store::memory_installation_store(), _dir: None, _schema: None }
     }
 
     pub fn sled() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let store = promotion_store::open_installation_store(dir.path()).unwrap();
-        Fixture { store, _dir: Some(dir) }
+        Fixture { store, _dir: Some(dir), _schema: None }
+    }
+
+    /// A store in a schema of its own on the test PostgreSQL server; None (said once) where
+    /// no server answers outside CI.
+    pub fn postgres() -> Option<Fixture> {
+        let schema = ScratchSchema::create()?;
+        let store = promotion_store::open_installation_store_pg(&schema.url()).unwrap();
+        Some(Fixture { store, _dir: None, _schema: Some(schema) })
     }
 }
 
-/// Both implementations, for a suite to run against each.
-pub fn stores() -> [Fixture; 2] {
-    [Fixture::memory(), Fixture::sled()]
+/// Every implementation, for a suite to run against each.
+pub fn stores() -> Vec<Fixture> {
+    let mut all = vec![Fixture::memory(), Fixture::sled()];
+    all.extend(Fixture::postgres());
+    all
 }
 
 /// Shorthands tests use on any store.

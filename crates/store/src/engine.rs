@@ -1,6 +1,8 @@
-//! The ordered key-value engines the embedded stores run on: sled on disk, a BTreeMap in
-//! memory. Both apply a batch atomically; sled makes it durable on `flush`.
-use std::collections::BTreeMap;
+//! The ordered key-value engines the stores run on: sled on disk, a BTreeMap in memory
+//! (both owned by one process), and a PostgreSQL table (`pg_engine`, shared by replicas).
+//! Each applies a batch atomically; sled makes it durable on `flush`.
+use async_trait::async_trait;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
@@ -14,8 +16,28 @@ pub type Pair = (Vec<u8>, Vec<u8>);
 /// Pairs in key order (or reversed).
 pub type Pairs<'a> = Box<dyn Iterator<Item = Result<Pair>> + 'a>;
 
+/// A lock that other processes sharing the engine honour too (a row lock held by an open
+/// database transaction). Writes applied through it commit as the lock is released;
+/// dropping it unapplied releases it and writes nothing.
+pub trait Held: Send + Sync {
+    /// Applies every operation or none, durably, and releases the lock.
+    fn apply(self: Box<Self>, ops: Vec<Op>) -> Result<()>;
+}
+
+#[async_trait]
 pub trait Engine: Send + Sync + 'static {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    /// The values of those of `keys` that exist, in one round trip where the engine is
+    /// remote.
+    fn get_many(&self, keys: Vec<Vec<u8>>) -> Result<HashMap<Vec<u8>, Vec<u8>>> {
+        let mut found = HashMap::with_capacity(keys.len());
+        for k in keys {
+            if let Some(v) = self.get(&k)? {
+                found.insert(k, v);
+            }
+        }
+        Ok(found)
+    }
     /// Pairs with keys in `[start, end)` (or from `start` on), in key order or reversed.
     fn range(&self, start: &[u8], end: Option<&[u8]>, reverse: bool) -> Box<dyn Iterator<Item = Result<Pair>> + '_>;
     /// Applies every operation or none.
@@ -23,6 +45,16 @@ pub trait Engine: Send + Sync + 'static {
     /// Makes every applied batch durable.
     fn flush(&self) -> Result<()>;
     fn size_on_disk(&self) -> u64;
+    /// Takes the lock named `name` across every process sharing the engine. None where one
+    /// process owns the engine: its in-process locks (`locks`) already serialise writers.
+    async fn hold(&self, _name: &[u8]) -> Result<Option<Box<dyn Held>>> {
+        Ok(None)
+    }
+    /// Whether one `apply` is atomic and affordable however large (a database transaction);
+    /// otherwise large commits go through the journal in small batches.
+    fn unbounded_batches(&self) -> bool {
+        false
+    }
 }
 
 /// The smallest key greater than every key starting with `prefix`, if any.

@@ -1,5 +1,5 @@
 //! The error every store reports: the backend is unreachable (nothing was written), a
-//! stored record no longer decodes, or the engine failed.
+//! stored record no longer decodes, or the engine (sled, PostgreSQL) failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreErrorKind {
     /// The backend cannot be reached right now; the write did not happen. Callers report
@@ -46,6 +46,24 @@ impl std::error::Error for StoreError {}
 impl From<sled::Error> for StoreError {
     fn from(e: sled::Error) -> Self {
         StoreError::engine(e.to_string())
+    }
+}
+
+/// A lost or refused connection, a database shutting down or failing over, too many
+/// clients, or a transaction the database chose to abort: nothing was written and a retry
+/// may succeed. Anything else the database reports is an engine error.
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        const RETRYABLE: &[&str] = &["57P01", "57P02", "57P03", "53300", "40001", "40P01"];
+        let retryable = match e.code() {
+            Some(state) => state.code().starts_with("08") || RETRYABLE.contains(&state.code()),
+            None => e.is_closed() || std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>()),
+        };
+        if retryable {
+            StoreError::unavailable(format!("database unavailable: {e}"))
+        } else {
+            StoreError::engine(format!("database: {e}"))
+        }
     }
 }
 

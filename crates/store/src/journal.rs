@@ -26,7 +26,7 @@ fn commit_prefix(id: u64) -> Vec<u8> {
 
 /// Applies `ops` atomically and durably, in one batch or through the journal.
 pub fn apply(engine: &dyn Engine, ops: Vec<Op>) -> Result<()> {
-    if ops.len() <= SINGLE_BATCH_MAX_OPS {
+    if ops.len() <= SINGLE_BATCH_MAX_OPS || engine.unbounded_batches() {
         engine.apply(ops)?;
         return engine.flush();
     }

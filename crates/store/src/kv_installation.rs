@@ -34,7 +34,7 @@ use promotion_core::records::{
 };
 
 use crate::codec::{decode, encode};
-use crate::engine::{prefix_end, scan_prefix, Engine, Op, Pairs};
+use crate::engine::{prefix_end, scan_prefix, Engine, Held, Op, Pairs};
 use crate::error::{Result, StoreError};
 use crate::installation::*;
 use crate::locks::KeyedLocks;
@@ -231,6 +231,14 @@ impl KvInstallationStore {
         Ok(self.engine.range(&start, Some(&end), true))
     }
 
+    /// The stored versions of every object `write` touches, read at once (one round trip
+    /// on a database rather than one per object).
+    fn objects_before(&self, env: &str, write: &EnvWrite) -> Result<HashMap<Vec<u8>, Vec<u8>>> {
+        let deleted = write.deletes.iter().map(|k| object_key(env, &k.obj_code, &k.id));
+        let written = write.upserts.iter().chain(&write.restores).map(|o| object_key(env, &o.obj_code, &o.id));
+        self.engine.get_many(deleted.chain(written).collect())
+    }
+
     /// The ordered key operations of a write: index removals before insertions (an index
     /// entry both removed and re-added must survive), then the environment state, then
     /// records.
@@ -244,8 +252,12 @@ impl KvInstallationStore {
             state.revision += 1;
         }
         let mut count_delta: HashMap<String, i64> = HashMap::new();
+        let before = self.objects_before(env, &write)?;
+        let old_version = |code: &str, id: &str| -> Result<Option<ConfigObject>> {
+            before.get(&object_key(env, code, id)).map(|v| decode(v)).transpose()
+        };
         for k in &write.deletes {
-            if let Some(old) = self.object_now(env, &k.obj_code, &k.id)? {
+            if let Some(old) = old_version(&k.obj_code, &k.id)? {
                 removed.push(object_key(env, &old.obj_code, &old.id));
                 removed.extend(index_keys(env, &old));
                 *count_delta.entry(old.obj_code.clone()).or_default() -= 1;
@@ -254,7 +266,7 @@ impl KvInstallationStore {
         let mut written = Vec::with_capacity(write.upserts.len());
         let restores = write.restores.into_iter().map(|o| (o, false));
         for (mut o, stamp) in write.upserts.into_iter().map(|o| (o, true)).chain(restores) {
-            match self.object_now(env, &o.obj_code, &o.id)? {
+            match old_version(&o.obj_code, &o.id)? {
                 Some(old) => removed.extend(index_keys(env, &old)),
                 None => *count_delta.entry(o.obj_code.clone()).or_default() += 1,
             }
@@ -367,6 +379,8 @@ struct KvEnvTransaction {
     env: String,
     store: Arc<KvInstallationStore>,
     _guard: tokio::sync::OwnedMutexGuard<()>,
+    /// The environment's lock across processes, where the engine is shared.
+    held: Option<Box<dyn Held>>,
 }
 
 #[async_trait]
@@ -382,9 +396,13 @@ impl EnvTransaction for KvEnvTransaction {
         let large = objects * 4 + write.records.len() > crate::journal::SINGLE_BATCH_MAX_OPS;
         // Readers wait rather than see part of a commit applied in several batches.
         let _view = if large { Some(store.view(&env).write_owned().await) } else { None };
+        let held = self.held;
         tokio::task::spawn_blocking(move || {
             let (ops, committed) = store.prepare(&env, write)?;
-            store.apply(ops)?;
+            match held {
+                Some(held) => held.apply(ops)?,
+                None => store.apply(ops)?,
+            }
             Ok(committed)
         })
         .await
@@ -682,8 +700,10 @@ pub(crate) fn list_audit(
 #[async_trait]
 impl InstallationStore for SharedKvInstallationStore {
     async fn lock(&self, env: &str) -> Result<Box<dyn EnvTransaction>> {
+        // In-process first, so that one process holds at most one database lock per environment.
         let guard = self.0.locks.lock(env).await;
-        Ok(Box::new(KvEnvTransaction { env: env.to_string(), store: self.0.clone(), _guard: guard }))
+        let held = self.0.engine.hold(&key(&[b"E", env.as_bytes()])).await?;
+        Ok(Box::new(KvEnvTransaction { env: env.to_string(), store: self.0.clone(), _guard: guard, held }))
     }
 
     async fn append(&self, records: Vec<Record>) -> Result<()> {

@@ -20,7 +20,7 @@ use promotion_core::cursor::{Page, PageRequest, Position};
 use promotion_core::package::{DefinitionChunk, DefinitionHeader, Package, Status};
 
 use crate::codec::{decode, encode};
-use crate::engine::{prefix_end, scan_prefix, Engine, Op};
+use crate::engine::{prefix_end, scan_prefix, Engine, Held, Op};
 use crate::error::{Result, StoreError};
 use crate::locks::KeyedLocks;
 use crate::package::*;
@@ -133,6 +133,13 @@ impl KvPackageStore {
 #[derive(Clone)]
 pub struct SharedKvPackageStore(pub Arc<KvPackageStore>);
 
+/// What a [`PackageLock`] of this store holds: the in-process lock, and the lock across
+/// processes where the engine is shared (the commit made under the lock goes through it).
+struct KvPackageLock {
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+    held: Option<Box<dyn Held>>,
+}
+
 #[async_trait]
 impl PackageTable for SharedKvPackageStore {
     async fn package(&self, id: &str) -> Result<Option<Package>> {
@@ -218,20 +225,25 @@ impl PackageStore for SharedKvPackageStore {
             LockKey::Package(id) => format!("pkg/{id}"),
             LockKey::Request(r) => format!("req/{}\0{}\0{}", r.organization, r.subject, r.request_id),
         };
-        Ok(PackageLock::new(self.0.locks.lock(&name).await))
+        let guard = self.0.locks.lock(&name).await;
+        let held = self.0.engine.hold(name.as_bytes()).await?;
+        Ok(PackageLock::new(KvPackageLock { _guard: guard, held }))
     }
 
     async fn commit(&self, lock: Option<PackageLock>, records: Vec<PackageRecord>) -> Result<()> {
         let store = self.0.clone();
+        let mut lock = lock.and_then(|l| l.into_guard().downcast::<KvPackageLock>().ok());
+        let held = lock.as_mut().and_then(|l| l.held.take());
         let result = tokio::task::spawn_blocking(move || {
             let mut ops = Vec::new();
             for r in records {
                 store.record_ops(r, &mut ops)?;
             }
-            if ops.is_empty() {
-                return Ok(());
+            match held {
+                Some(held) => held.apply(ops),
+                None if ops.is_empty() => Ok(()),
+                None => crate::journal::apply(store.engine.as_ref(), ops),
             }
-            crate::journal::apply(store.engine.as_ref(), ops)
         })
         .await
         .map_err(|e| StoreError::engine(format!("commit task failed: {e}")))?;

@@ -81,12 +81,17 @@ pub trait DefinitionTable: Send + Sync {
 
 /// Held while a package (or a request id) is read, changed and written back.
 pub struct PackageLock {
-    _guard: Box<dyn std::any::Any + Send + Sync>,
+    guard: Box<dyn std::any::Any + Send + Sync>,
 }
 
 impl PackageLock {
     pub fn new(guard: impl std::any::Any + Send + Sync) -> Self {
-        PackageLock { _guard: Box::new(guard) }
+        PackageLock { guard: Box::new(guard) }
+    }
+
+    /// What the store put in the lock, for its commit to write through.
+    pub(crate) fn into_guard(self) -> Box<dyn std::any::Any + Send + Sync> {
+        self.guard
     }
 }
 

@@ -1,6 +1,8 @@
 //! One suite every implementation of the storage traits passes: objects with their
 //! indexes, counts and revisions; atomic commits however large; records and their
 //! indexes; listings that resume where they stopped. New backends join `installation_stores`.
+mod common;
+
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -12,35 +14,31 @@ use promotion_core::policy::EnvironmentPolicy;
 use promotion_core::promotion::{Approval, PromotionRecord, PromotionStatus};
 use promotion_core::records::{HistoryEntry, InstallationRecord, InstallationStatus};
 use promotion_store::installation::{EnvWrite, InstallationFilter, ObjectQuery, Record};
+use promotion_store::pg_scratch::ScratchSchema;
 use promotion_store::shared::{IdempotencyRecord, RequestKey};
 use promotion_store::InstallationStore;
+
+use common::obj;
 
 struct Backend {
     name: &'static str,
     store: Arc<dyn InstallationStore>,
     _dir: Option<tempfile::TempDir>,
+    _schema: Option<ScratchSchema>,
 }
 
 fn installation_stores() -> Vec<Backend> {
     let dir = tempfile::tempdir().unwrap();
     let sled = promotion_store::open_installation_store(dir.path()).unwrap();
-    vec![
-        Backend { name: "memory", store: promotion_store::memory_installation_store(), _dir: None },
-        Backend { name: "sled", store: sled, _dir: Some(dir) },
-    ]
-}
-
-fn obj(code: &str, n: u32, name: &str) -> ConfigObject {
-    ConfigObject {
-        obj_code: code.into(),
-        id: format!("{n:032x}"),
-        name: name.into(),
-        fields: Default::default(),
-        parent: None,
-        references: vec![],
-        revision: 0,
-        update_time: None,
+    let mut backends = vec![
+        Backend { name: "memory", store: promotion_store::memory_installation_store(), _dir: None, _schema: None },
+        Backend { name: "sled", store: sled, _dir: Some(dir), _schema: None },
+    ];
+    if let Some(schema) = ScratchSchema::create() {
+        let store = promotion_store::open_installation_store_pg(&schema.url()).unwrap();
+        backends.push(Backend { name: "postgres", store, _dir: None, _schema: Some(schema) });
     }
+    backends
 }
 
 async fn commit(store: &dyn InstallationStore, env: &str, write: EnvWrite) -> u64 {
