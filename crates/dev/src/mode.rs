@@ -231,7 +231,7 @@ fn print_banner(opts: &DevOptions) {
 promotion development mode
   package service       {p}  (PackageService, AuthService, AuditService)
   installation service  {i}  (EnvironmentService, InstallationService, PromotionService, AuditService)
-  HTTP                  {h}  (the JSON API under /environment-promotion/v1/)
+  HTTP                  {h}  (the console at http://{h}/, the JSON API under /environment-promotion/v1/)
   data                  {data}
   organizations         acme (dev, qa, prod; catalog workfront), globex (globex-dev, globex-prod; catalog apim)
   clients               admin, alice, bob, victor, erin (acme); gina (globex); secret = <id>-secret
