@@ -30,13 +30,13 @@ impl Drop for Logged {
 async fn start(json: bool) -> Logged {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("stderr.log");
-    let (package_addr, installation_addr) = (free_addr(), free_addr());
+    let [package_addr, installation_addr, http_addr] = free_addrs();
     let mut command = promotion_command();
     command
         .args(["dev", "--data-dir"])
         .arg(dir.path().join("data"))
         .args(["--package-addr", &package_addr.to_string(), "--installation-addr", &installation_addr.to_string()])
-        .args(["--http-addr", &free_addr().to_string()])
+        .args(["--http-addr", &http_addr.to_string()])
         .env("RUST_LOG", "info")
         .env_remove("NO_COLOR")
         .stdout(Stdio::null())

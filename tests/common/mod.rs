@@ -22,6 +22,13 @@ pub fn free_addr() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
 }
 
+/// `N` distinct free loopback ports: all are held until all are chosen, since a port just
+/// closed may be handed out again at once.
+pub fn free_addrs<const N: usize>() -> [SocketAddr; N] {
+    let held: Vec<TcpListener> = (0..N).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    std::array::from_fn(|i| held[i].local_addr().unwrap())
+}
+
 /// `promotion` with none of the tester's own `PROMOTION_*` variables: a configuration
 /// override or a client setting in the shell that runs the tests must not change them.
 pub fn promotion_command() -> Command {
@@ -75,9 +82,7 @@ impl DevServices {
         rust_log: &str,
         stderr: Stdio,
     ) -> DevServices {
-        let package_addr = free_addr();
-        let installation_addr = free_addr();
-        let http_addr = free_addr();
+        let [package_addr, installation_addr, http_addr] = free_addrs();
         let mut command = promotion_command();
         command
             .args(["dev", "--data-dir"])
@@ -93,17 +98,21 @@ impl DevServices {
             .stderr(stderr)
             .spawn()
             .expect("start promotion dev");
-        let services = DevServices { child, package_addr, installation_addr, http_addr, data_dir, schema };
+        let mut services = DevServices { child, package_addr, installation_addr, http_addr, data_dir, schema };
         services.wait_serving().await;
         services
     }
 
-    async fn wait_serving(&self) {
+    async fn wait_serving(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         for addr in [self.package_addr, self.installation_addr] {
             loop {
                 if health_status(addr).await == Some(1) {
                     break;
+                }
+                // A port taken in the moment between probing and binding ends the process.
+                if let Ok(Some(exit)) = self.child.try_wait() {
+                    panic!("promotion dev exited ({exit}) before serving at {addr}");
                 }
                 assert!(Instant::now() < deadline, "service at {addr} did not become SERVING");
                 tokio::time::sleep(Duration::from_millis(100)).await;
