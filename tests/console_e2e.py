@@ -3,7 +3,8 @@
 alice asks for a promotion of a dev package to QA; a second request for QA cannot be
 chosen, and says why; bob sees the task with its plan and accepts it; alice asks again
 (an update), bob rejects it; alice asks again and cancels; gina promotes a Globex API to
-production, which arrives without its members and groups; the admin reads the audit
+production (having allowed self-approval there), which arrives without its members and
+groups; the admin reads the audit
 trail; bob rolls the QA installation back. Screenshots of each step go to SCREENSHOTS.
 
 Usage: console_e2e.py BASE_URL SCREENSHOTS_DIR
@@ -204,7 +205,10 @@ try:
     assert "not this sprint" in history, history
     shot("history")
 
-    # gina promotes a Globex API to production; it arrives without members and groups.
+    # gina promotes a Globex API to production; it arrives without members and groups. She
+    # is Globex's only user, so as its admin she first allows self-approval there.
+    policy = call("GET", "/environments/globex-prod/policy", gina)
+    call("PATCH", "/environments/globex-prod/policy", gina, {"allowSelfApproval": True, "etag": policy["etag"]})
     api_package = package(gina, "Payments API", "globex-dev", "API", PAYMENTS_API, ["PREVIEW", "PUBLIC"])
     sign_in("gina")
     environment("Globex development")

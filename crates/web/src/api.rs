@@ -83,6 +83,12 @@ const ENDPOINTS: &[Endpoint] = &[
     on("GET", "/environments", I, "EnvironmentService", "ListEnvironments"),
     on("GET", "/environments/{id}", I, "EnvironmentService", "GetEnvironment"),
     on("GET", "/environments/{environment}/objects", I, "EnvironmentService", "ListObjects"),
+    on("GET", "/environments/{environment}/policy", I, "EnvironmentService", "GetEnvironmentPolicy"),
+    Endpoint {
+        form: Form::Patch("policy"),
+        ..on("PATCH", "/environments/{environment}/policy", I, "EnvironmentService", "UpdateEnvironmentPolicy")
+    },
+    on("GET", "/environments/{environment}/drift", I, "InstallationService", "GetDrift"),
     on("POST", "/promotion-requests", I, "PromotionService", "RequestPromotion"),
     on("GET", "/promotion-requests", I, "PromotionService", "ListPromotionRequests"),
     on("GET", "/promotion-requests/{id}", I, "PromotionService", "GetPromotionRequest"),
