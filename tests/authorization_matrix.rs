@@ -133,6 +133,7 @@ enum Rpc {
     DeletePackage,
     WatchPackage,
     RecordInstallation,
+    DiffPackageVersions,
     IssueToken,
     WhoAmI,
     ListAuditEvents,
@@ -208,6 +209,7 @@ const MATRIX: &[Row] = &[
     row(P, PKG, Rpc::UpdatePackage, NO_PACKAGE, Who::Victor, DENIED, "package.write on the source"),
     row(P, PKG, Rpc::DeletePackage, NO_PACKAGE, Who::Victor, DENIED, "package.write on the source"),
     row(P, PKG, Rpc::WatchPackage, NO_PACKAGE, Who::Internal, DENIED, "package.read"),
+    row(P, PKG, Rpc::DiffPackageVersions, NO_PACKAGE, Who::Internal, DENIED, "package.read"),
     // Only installation services' own identities (role internal) may call it. One
     // installation service may host several organizations, so such an identity is not
     // scoped to one: "another organization" here is globex's reporting the acme package
@@ -357,6 +359,12 @@ async fn call(rpc: Rpc, host: Host, who: Who, c: &mut Clients, f: &Fixture) -> R
         }
         Rpc::GetPackage => {
             vec![c.packages.get_package(pb::GetPackageRequest { id: p.id.clone() }).await?.into_inner().organization]
+        }
+        Rpc::DiffPackageVersions => {
+            let req = pb::DiffPackageVersionsRequest { id: p.id.clone(), from_version: 1, ..Default::default() };
+            let r = c.packages.diff_package_versions(req).await?.into_inner();
+            assert_eq!(r.to_version, 1, "0 is the current version");
+            vec!["acme".into()]
         }
         Rpc::GetPackageDefinition => {
             let req = pb::GetPackageDefinitionRequest { id: p.id.clone(), version: 0 };

@@ -477,6 +477,21 @@ async fn promote_accept_update_and_roll_back_like_the_walkthrough() {
     let plan = bob.ok(&["prerun", "--request", update["id"].as_str().unwrap()]);
     assert!(plan.contains("version 2") && plan.contains("OVERWRITING"), "{plan}");
     assert!(plan.contains("- fields.planned_duration_days: 10\n      + fields.planned_duration_days: 12"), "{plan}");
+    // Between the two versions, exactly the field erin changed.
+    let diff = bob.json(&["package", "diff", &package, "--from", "1", "--to", "2"]);
+    let objects = diff["objects"].as_array().unwrap();
+    assert_eq!(objects.len(), 1, "{diff}");
+    assert_eq!(
+        (objects[0]["kind"].as_str(), objects[0]["id"].as_str()),
+        (Some("OBJECT_DIFF_KIND_CHANGED"), Some(OFFBOARDING_TMPL))
+    );
+    let changes: Vec<(&str, &Value, &Value)> = objects[0]["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["path"].as_str().unwrap(), &c["before"], &c["after"]))
+        .collect();
+    assert_eq!(changes, [("fields.planned_duration_days", &json!(10), &json!(12))]);
     let installation = bob.id(&["accept", update["id"].as_str().unwrap()]);
     assert_eq!(bob.json(&["installations", "show", &installation])["packageVersion"], 2);
     let in_qa = |who: &User| -> Value {

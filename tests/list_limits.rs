@@ -110,6 +110,37 @@ async fn every_list_stays_under_the_cap_with_items_at_their_largest() {
     let (seen, pages) = page_through!(installations, get_drift, list, entries);
     assert!(seen >= 12 && pages >= 6, "{seen} drift entries in {pages} pages");
 
+    // Version differences at their largest: the groups rewritten in dev too, and extracted
+    // again as version 2 of the package.
+    for n in 0..12 {
+        let mut group = largest_group(n);
+        let notes = Value { kind: Some(Kind::StringValue("v".repeat(256 * 1024 - 2_000))) };
+        group.fields.as_mut().unwrap().fields.insert("notes".into(), notes);
+        let req = pb::PutObjectsRequest { environment: "dev".into(), objects: vec![group], ..Default::default() };
+        admin.environments.put_objects(req).await.expect("edited in dev");
+    }
+    let building = set_package_status(&mut alice, &package.id, pb::PackageStatus::Building).await;
+    let roots = pb::ObjectCollections { collections: building.object_collections.clone() };
+    let replace = pb::ReplacePackageRequest {
+        id: package.id.clone(),
+        name: building.name.clone(),
+        etag: building.etag.clone(),
+        definition: Some(pb::replace_package_request::Definition::ObjectCollections(roots)),
+        ..Default::default()
+    };
+    alice.packages.replace_package(replace).await.expect("re-extracted");
+    assert_eq!(extracted(&mut alice, &package.id).await.version, 2);
+    let mut packages = admin.packages.clone();
+    let list = pb::DiffPackageVersionsRequest {
+        id: package.id.clone(),
+        from_version: 1,
+        to_version: 2,
+        page_size: 1000,
+        ..Default::default()
+    };
+    let (seen, pages) = page_through!(packages, diff_package_versions, list, objects);
+    assert!(seen == 12 && pages >= 6, "{seen} changed objects in {pages} pages");
+
     // Packages naming the most roots, with the longest names: the tester's poison.
     for n in 0..4u64 {
         let entities = (0..500)
@@ -182,6 +213,9 @@ async fn page_tokens_hold_only_for_their_list_filters_and_organization() {
     bad(admin.installations.list_installations(installations).await.map(|_| ()));
     let drift = pb::GetDriftRequest { environment: "qa".into(), page_token: token.clone(), ..Default::default() };
     bad(admin.installations.get_drift(drift).await.map(|_| ()));
+    let package = group_package(&mut admin, "One group", &[]).await;
+    let diff = pb::DiffPackageVersionsRequest { id: package.id, page_token: token.clone(), ..Default::default() };
+    bad(admin.packages.diff_package_versions(diff).await.map(|_| ()));
     let made_up = pb::ListEnvironmentsRequest { page_token: "ZGV2".into(), ..Default::default() };
     bad(admin.environments.list_environments(made_up).await.map(|_| ()));
     for list in [

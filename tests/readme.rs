@@ -204,6 +204,11 @@ const EXPECTATIONS: &[Expect] = &[
     Expect::new("promotion objects put --env dev offboarding.json", &["Logged in as erin", "Stored 1 object(s) in dev"]),
     Expect::new("--refresh", &["Logged in as alice", "version 2", "yes: installed there before"]),
     Expect::new(
+        "promotion package diff",
+        &["1 changed, 0 added, 0 removed", "CHANGED  TMPL", "- fields.planned_duration_days: 10", "+ fields.planned_duration_days: 12"],
+    )
+    .never(&["ADDED  ", "REMOVED  ", "fields.description"]),
+    Expect::new(
         "finance.json",
         &[
             "Logged in as erin",

@@ -30,9 +30,10 @@ const MUTATING: &[&str] = &[
     "CancelPromotionRequest",
 ];
 
-/// RPCs that change nothing: reads, listings, streams, and IssueToken (it stores nothing).
+/// RPCs that change nothing: reads, listings, diffs, streams, and IssueToken (it stores
+/// nothing).
 fn is_read(method: &str) -> bool {
-    ["Get", "List", "Watch", "Export", "WhoAmI", "IssueToken", "Check"].iter().any(|p| method.starts_with(p))
+    ["Get", "List", "Watch", "Export", "Diff", "WhoAmI", "IssueToken", "Check"].iter().any(|p| method.starts_with(p))
 }
 
 #[test]

@@ -6,6 +6,7 @@ use serde_json::{Map, Number, Value as Json};
 
 use crate::v1 as pb;
 use promotion_core::objects::{ConfigObject, EntityRef, ExternalReference, ObjectCollection, ObjectKey, Reference};
+use promotion_core::plan::FieldChange;
 
 /// Bytes a message takes as an item of a repeated field (what a list page spends on it).
 pub fn item_len(m: &impl prost::Message) -> usize {
@@ -162,6 +163,16 @@ pub fn objects_from_proto(objects: Vec<pb::ConfigObject>, field: &str) -> Result
         .enumerate()
         .map(|(i, o)| ConfigObject::try_from(o).map_err(|e| NonFinite { path: format!("{field}[{i}].{}", e.path) }))
         .collect()
+}
+
+impl From<&FieldChange> for pb::FieldChange {
+    fn from(c: &FieldChange) -> Self {
+        pb::FieldChange {
+            path: c.path.clone(),
+            before: Some(json_to_value(&c.before)),
+            after: Some(json_to_value(&c.after)),
+        }
+    }
 }
 
 impl From<&ExternalReference> for pb::ExternalReference {

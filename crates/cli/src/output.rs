@@ -219,6 +219,7 @@ proto_messages!(
     ListPackagesResponse,
     PackageDefinitionHeader,
     PackageEntities,
+    DiffPackageVersionsResponse,
     PreRun,
     Installation,
     ListInstallationsResponse,

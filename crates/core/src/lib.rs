@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod code;
 pub mod config;
 pub mod cursor;
+pub mod diff;
 pub mod directory;
 pub mod identity;
 pub mod metrics;

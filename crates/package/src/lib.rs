@@ -5,6 +5,7 @@ pub mod common;
 pub mod create;
 pub mod definitions;
 pub mod delete;
+pub mod diff;
 pub mod error;
 pub mod extraction;
 pub mod grpc;

@@ -27,8 +27,20 @@ pub struct ListQuery {
     pub show_retired: bool,
 }
 
-fn bad_page_token() -> PackageError {
+pub fn bad_page_token() -> PackageError {
     invalid("INVALID_PAGE_TOKEN", "page_token", "page_token was not returned by this call")
+}
+
+/// A paginated call's page request, its token checked against `scope`.
+pub async fn page_request(state: &State, scope: &Scope, size: i32, token: &str) -> Result<PageRequest> {
+    let limits = &state.config.limits;
+    let tokens = state.page_tokens().await?;
+    PageRequest::parse(tokens, scope, size, token, limits.default_page_size, limits.max_page_size).map_err(
+        |e| match e {
+            PageError::NegativeSize => invalid("INVALID_PAGE_SIZE", "page_size", "page_size must not be negative"),
+            PageError::BadToken => bad_page_token(),
+        },
+    )
 }
 
 /// One page of the caller's organization's packages, newest first, at most
@@ -44,24 +56,12 @@ pub async fn list(
         visible_environment(state, caller, &query.source_environment)?;
     }
     require(state, caller, scope, Permission::PackageRead).await?;
-    let limits = &state.config.limits;
     let tokens = state.page_tokens().await?;
     let scope = Scope::new("ListPackages", &caller.organization)
         .filter(query.status.map(Status::as_str).unwrap_or_default())
         .filter(&query.source_environment)
         .filter(query.show_retired);
-    let page = PageRequest::parse(
-        tokens,
-        &scope,
-        query.page_size,
-        &query.page_token,
-        limits.default_page_size,
-        limits.max_page_size,
-    )
-    .map_err(|e| match e {
-        PageError::NegativeSize => invalid("INVALID_PAGE_SIZE", "page_size", "page_size must not be negative"),
-        PageError::BadToken => bad_page_token(),
-    })?;
+    let page = page_request(state, &scope, query.page_size, &query.page_token).await?;
     let filter = PackageQuery {
         organization: caller.organization.clone(),
         status: query.status,

@@ -7,6 +7,7 @@ pub mod drift;
 pub mod env;
 pub mod install;
 pub mod objects;
+pub mod package_diff;
 pub mod packages;
 pub mod policy;
 pub mod promote;

@@ -56,6 +56,19 @@ pub enum PackageCommand {
         #[arg(long, default_value_t = 0)]
         version: i64,
     },
+    /// What changed between two versions: objects added, removed and changed, with each
+    /// changed field (before, after).
+    #[command(after_help = "Example:\n  promotion package diff PKG --from 1 --to 2")]
+    Diff {
+        /// Package id.
+        id: String,
+        /// The earlier version (0: the current one).
+        #[arg(long)]
+        from: i64,
+        /// The later version (0: the current one).
+        #[arg(long, default_value_t = 0)]
+        to: i64,
+    },
     /// Change name, description, privacy or status, or re-extract (new version).
     #[command(after_help = "Re-extracting (--root or --reextract) is allowed in BUILDING or EXTRACTION_FAILED\n\
         only; move a published package back first:\n  \
@@ -172,6 +185,7 @@ pub async fn run(session: &Session, out: &Out, command: PackageCommand) -> Resul
             print_package(out, &p)
         }
         PackageCommand::Definition { id, version } => definition(session, out, id, version).await,
+        PackageCommand::Diff { id, from, to } => super::package_diff::diff(session, out, id, from, to).await,
         PackageCommand::Update(args) => update(session, out, args).await,
         PackageCommand::Preview(a) => change_status(session, out, a, pb::PackageStatus::Preview).await,
         PackageCommand::Publish(a) => change_status(session, out, a, pb::PackageStatus::Public).await,

@@ -8,7 +8,7 @@ use crate::drift::{DriftEntry, DriftState};
 use crate::environments::Export;
 use crate::plan::{Action, Collision, Entry, FieldChange, MatchKind, Override, Plan};
 use chrono::Weekday;
-use promotion_api::convert::{json_to_value, opt_timestamp, timestamp};
+use promotion_api::convert::{opt_timestamp, timestamp};
 use promotion_api::status::bad_field;
 use promotion_api::v1 as pb;
 use promotion_core::config::EnvironmentKind;
@@ -38,14 +38,7 @@ fn action_from_proto(v: i32) -> Option<Action> {
 }
 
 fn changes_to_proto(changes: &[FieldChange]) -> Vec<pb::FieldChange> {
-    changes
-        .iter()
-        .map(|c| pb::FieldChange {
-            path: c.path.clone(),
-            before: Some(json_to_value(&c.before)),
-            after: Some(json_to_value(&c.after)),
-        })
-        .collect()
+    changes.iter().map(pb::FieldChange::from).collect()
 }
 
 pub fn drift_entry_to_proto(e: &DriftEntry) -> pb::DriftEntry {

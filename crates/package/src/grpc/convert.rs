@@ -1,6 +1,7 @@
 //! Conversions between package-service messages and the package domain's types.
 use tonic::{Code, Status as GrpcStatus};
 
+use crate::diff::{DiffKind, ObjectDiff, VersionDiff};
 use crate::update::Changes;
 use promotion_api::convert::{opt_timestamp, timestamp};
 use promotion_api::status::status;
@@ -143,4 +144,31 @@ pub fn chunk_to_proto(c: &DefinitionChunk) -> pb::GetPackageDefinitionResponse {
         external_references: c.external_references.iter().map(Into::into).collect(),
     };
     pb::GetPackageDefinitionResponse { part: Some(pb::get_package_definition_response::Part::Entities(entities)) }
+}
+
+pub fn object_diff_to_proto(d: &ObjectDiff) -> pb::ObjectDiff {
+    pb::ObjectDiff {
+        obj_code: d.obj_code.clone(),
+        id: d.id.clone(),
+        name: d.name.clone(),
+        kind: match d.kind {
+            DiffKind::Added => pb::ObjectDiffKind::Added,
+            DiffKind::Removed => pb::ObjectDiffKind::Removed,
+            DiffKind::Changed => pb::ObjectDiffKind::Changed,
+        } as i32,
+        changes: d.changes.iter().map(pb::FieldChange::from).collect(),
+    }
+}
+
+pub fn version_diff_to_proto(d: &VersionDiff) -> pb::DiffPackageVersionsResponse {
+    pb::DiffPackageVersionsResponse {
+        id: d.from.package_id.clone(),
+        from_version: d.from.version,
+        to_version: d.to.version,
+        from_digest: d.from.digest.clone(),
+        to_digest: d.to.digest.clone(),
+        summary: d.summary.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+        objects: d.objects.iter().map(object_diff_to_proto).collect(),
+        next_page_token: d.next_page_token.clone(),
+    }
 }

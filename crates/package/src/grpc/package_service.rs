@@ -6,9 +6,12 @@ use tokio_stream::{wrappers::ReceiverStream, Stream};
 use tonic::{Request, Response, Status};
 
 use super::commands::OnPackage;
-use super::convert::{chunk_to_proto, header_to_proto, optional_status, package_to_proto};
+use super::convert::{
+    chunk_to_proto, header_to_proto, object_diff_to_proto, optional_status, package_to_proto, version_diff_to_proto,
+};
 use crate::create::{create, NewPackage};
 use crate::delete::delete;
+use crate::diff::{diff_versions, DiffQuery};
 use crate::extraction;
 use crate::read::{self, ListQuery};
 use crate::record_installation::{record_installation, InstallationReport};
@@ -71,6 +74,23 @@ impl pb::package_service_server::PackageService for PackageApi {
             packages: packages.iter().map(package_to_proto).collect(),
             next_page_token,
         }))
+    }
+
+    async fn diff_package_versions(
+        &self,
+        req: Request<pb::DiffPackageVersionsRequest>,
+    ) -> Result<Response<pb::DiffPackageVersionsResponse>, Status> {
+        let caller = caller(&req)?;
+        let r = req.into_inner();
+        let query = DiffQuery {
+            id: r.id,
+            from_version: r.from_version,
+            to_version: r.to_version,
+            page_size: r.page_size,
+            page_token: r.page_token,
+        };
+        let found = diff_versions(&self.state, &caller, query, |d| item_len(&object_diff_to_proto(d))).await?;
+        Ok(Response::new(version_diff_to_proto(&found)))
     }
 
     async fn get_package(&self, req: Request<pb::GetPackageRequest>) -> Result<Response<pb::Package>, Status> {
