@@ -2,8 +2,9 @@
 //! ReplacePackage with a definition given whole, CreateInstallation with overrides),
 //! generated: parent cycles, deep nesting, huge fields, control characters and escapes,
 //! non-finite numbers. Each is refused with a documented reason, or stored and afterwards
-//! readable, exportable, installable, deletable and roll-backable; every call answers
-//! within its deadline and the services keep serving.
+//! readable, exportable, installable, deletable and roll-backable (in the source and, once
+//! installed, in the destination); every call answers within its deadline and the services
+//! keep serving.
 mod common;
 
 use common::*;
@@ -44,6 +45,8 @@ const DOCUMENTED: &[&str] = &[
 static PUT_ACCEPTED: AtomicU64 = AtomicU64::new(0);
 static REPLACE_ACCEPTED: AtomicU64 = AtomicU64::new(0);
 static INSTALL_ACCEPTED: AtomicU64 = AtomicU64::new(0);
+/// Installed objects read, exported and deleted in the destination.
+static USED_IN_DESTINATION: AtomicU64 = AtomicU64::new(0);
 
 /// Every call must answer well before this.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -278,6 +281,46 @@ async fn read_definition(c: &mut Clients, id: &str) -> usize {
     objects
 }
 
+/// What an installation wrote into qa is readable, exportable and deletable there (the
+/// DeleteObject cascade that once spun on a cycle); the rollback that follows must still
+/// answer.
+async fn use_in_destination(c: &mut Clients, installed: &pb::Installation) {
+    let written: Vec<String> = installed
+        .translation_map
+        .values()
+        .flat_map(|t| t.entries.values())
+        .filter(|e| e.installation_status == pb::EntryInstallationStatus::Installed as i32)
+        .map(|e| e.target_id.clone())
+        .collect();
+    if written.is_empty() {
+        return;
+    }
+    USED_IN_DESTINATION.fetch_add(written.len() as u64, Ordering::Relaxed);
+    for id in &written {
+        let get = pb::GetObjectRequest { environment: "qa".into(), obj_code: "GROUP".into(), id: id.clone() };
+        timely("GetObject in qa", c.environments.get_object(with_deadline(get))).await.expect("installed objects read");
+    }
+    let entities = written.iter().map(|id| pb::EntityRef { id: id.clone(), name: String::new() }).collect();
+    let roots = vec![pb::ObjectCollection { obj_code: "GROUP".into(), entities }];
+    let export = pb::ExportObjectsRequest { environment: "qa".into(), roots };
+    let stream = timely("ExportObjects from qa", c.environments.export_objects(with_deadline(export))).await;
+    let mut stream = stream.expect("installed objects export").into_inner();
+    while timely("qa export message", stream.message()).await.expect("exports decode").is_some() {}
+    for id in written {
+        let delete = pb::DeleteObjectRequest {
+            environment: "qa".into(),
+            obj_code: "GROUP".into(),
+            id,
+            cascade: true,
+            ..Default::default()
+        };
+        match timely("DeleteObject in qa", c.environments.delete_object(with_deadline(delete))).await {
+            Ok(_) => {}
+            Err(s) => assert_eq!(s.code(), Code::NotFound, "deleted with an earlier one: {s:?}"),
+        }
+    }
+}
+
 /// Installs the package into qa, reads what it wrote, rolls it back.
 async fn install_and_roll_back(
     c: &mut Clients,
@@ -301,6 +344,7 @@ async fn install_and_roll_back(
         ..Default::default()
     };
     timely("ListObjects", c.environments.list_objects(with_deadline(list))).await.expect("qa readable after install");
+    use_in_destination(c, &installed).await;
     let rollback = pb::RollbackInstallationRequest { id: installed.id.clone(), force: true, ..Default::default() };
     let rolled = timely("RollbackInstallation", c.installations.rollback_installation(with_deadline(rollback))).await;
     rolled.expect("an installation rolls back");
@@ -472,6 +516,7 @@ async fn override_case(c: &mut Clients, package: &pb::Package, ids: &[String], o
                 );
                 assert!(o.name.chars().count() <= 255, "an installation wrote an over-long name");
             }
+            use_in_destination(c, &installed).await;
             let rollback = pb::RollbackInstallationRequest { id: installed.id, force: true, ..Default::default() };
             timely("RollbackInstallation", c.installations.rollback_installation(with_deadline(rollback)))
                 .await
@@ -508,6 +553,7 @@ fn put_objects_refuses_or_keeps_every_hostile_shape_usable() {
         rt.block_on(put_case(&mut c.clone(), shapes));
     });
     assert!(PUT_ACCEPTED.load(Ordering::Relaxed) > 0, "some generated cases must be accepted");
+    assert!(USED_IN_DESTINATION.load(Ordering::Relaxed) > 0, "installed objects must be used in the destination");
     drop(services);
 }
 
@@ -518,6 +564,7 @@ fn replace_package_refuses_or_keeps_every_hostile_definition_usable() {
         rt.block_on(replace_case(&mut c.clone(), shapes));
     });
     assert!(REPLACE_ACCEPTED.load(Ordering::Relaxed) > 0, "some generated cases must be accepted");
+    assert!(USED_IN_DESTINATION.load(Ordering::Relaxed) > 0, "installed objects must be used in the destination");
     drop(services);
 }
 
@@ -551,6 +598,7 @@ fn create_installation_refuses_or_applies_every_hostile_override() {
         rt.block_on(override_case(&mut c.clone(), &package, &ids, o));
     });
     assert!(INSTALL_ACCEPTED.load(Ordering::Relaxed) > 0, "some generated cases must be accepted");
+    assert!(USED_IN_DESTINATION.load(Ordering::Relaxed) > 0, "installed objects must be used in the destination");
     drop(services);
 }
 
@@ -561,4 +609,89 @@ fn every_reason_a_hostile_input_gets_is_documented() {
     for reason in DOCUMENTED {
         assert!(model.contains(&format!("`{reason}`")), "{reason} is not in the README's error model");
     }
+}
+
+fn plain_group(id: &str, name: &str, parent: Option<&str>) -> pb::ConfigObject {
+    pb::ConfigObject {
+        obj_code: "GROUP".into(),
+        id: id.into(),
+        name: name.into(),
+        parent: parent.map(|p| pb::ObjectKey { obj_code: "GROUP".into(), id: p.into() }),
+        ..Default::default()
+    }
+}
+
+/// Installs dev's `X` over qa's `X` (which qa keeps under `Y`), then edits qa with `edit`
+/// and rolls back with force: the before-image of `X` names `Y` as its owner again.
+async fn forced_rollback_after(c: &mut Clients, case: u64, edit: fn(&str, &str) -> Vec<pb::ConfigObject>) -> Status {
+    let (x, y) = (format!("{:032x}", 0x7e57_0000 + case * 2), format!("{:032x}", 0x7e57_0001 + case * 2));
+    let put = |env: &str, objects| pb::PutObjectsRequest { environment: env.into(), objects, ..Default::default() };
+    let source = vec![plain_group(&x, &format!("Restored {case}"), None)];
+    c.environments.put_objects(put("dev", source)).await.unwrap();
+    let target =
+        vec![plain_group(&y, &format!("Owner {case}"), None), plain_group(&x, &format!("Owned {case}"), Some(&y))];
+    c.environments.put_objects(put("qa", target)).await.unwrap();
+    let create = pb::CreatePackageRequest {
+        name: format!("restore {case}"),
+        source_environment: "dev".into(),
+        object_collections: vec![pb::ObjectCollection {
+            obj_code: "GROUP".into(),
+            entities: vec![pb::EntityRef { id: x.clone(), name: String::new() }],
+        }],
+        ..Default::default()
+    };
+    let package = c.packages.create_package(create).await.unwrap().into_inner();
+    let package = extracted(c, &package.id).await;
+    preview(c, &package).await;
+    let overwrite = pb::TranslationEntry {
+        action: pb::InstallAction::Overwriting as i32,
+        target_id: x.clone(),
+        ..Default::default()
+    };
+    let map = [("GROUP".to_string(), pb::TypeTranslation { entries: [(x.clone(), overwrite)].into() })].into();
+    let req = pb::CreateInstallationRequest {
+        package_id: package.id.clone(),
+        destination_environment: "qa".into(),
+        translation_map: map,
+        ..Default::default()
+    };
+    let installed = c.installations.create_installation(req).await.unwrap().into_inner();
+    let get = pb::GetObjectRequest { environment: "qa".into(), obj_code: "GROUP".into(), id: x.clone() };
+    let written = c.environments.get_object(get).await.unwrap().into_inner();
+    assert_eq!(written.parent, None, "the installation took {x} out from under {y}");
+    let edits = edit(&x, &y);
+    if edits.is_empty() {
+        let delete = pb::DeleteObjectRequest {
+            environment: "qa".into(),
+            obj_code: "GROUP".into(),
+            id: y.clone(),
+            ..Default::default()
+        };
+        c.environments.delete_object(delete).await.expect("the owner is deleted");
+    } else {
+        c.environments.put_objects(put("qa", edits)).await.expect("the owner moves under the object");
+    }
+    let rollback = pb::RollbackInstallationRequest { id: installed.id, force: true, ..Default::default() };
+    let refused = timely("RollbackInstallation", c.installations.rollback_installation(with_deadline(rollback))).await;
+    let status = refused.expect_err("restoring X under Y would break the ownership rules");
+    let get = pb::GetObjectRequest { environment: "qa".into(), obj_code: "GROUP".into(), id: x };
+    let kept = c.environments.get_object(get).await.expect("nothing was restored").into_inner();
+    assert_eq!(kept.parent, None);
+    status
+}
+
+#[test]
+fn a_forced_rollback_leaves_neither_an_orphan_nor_a_cycle() {
+    let (rt, services, mut c) = start();
+    rt.block_on(async {
+        // The owner deleted since: restoring X would leave it owned by nothing that exists.
+        let orphan = forced_rollback_after(&mut c, 1, |_, _| vec![]).await;
+        assert_eq!((orphan.code(), reason_of(&orphan).as_deref()), (Code::FailedPrecondition, Some("RESTORE_INVALID")));
+        assert!(orphan.message().contains("PARENT_NOT_FOUND"), "{orphan:?}");
+        // The owner moved under X since: restoring X under it would close a loop.
+        let cycle = forced_rollback_after(&mut c, 2, |x, y| vec![plain_group(y, "Owner 2", Some(x))]).await;
+        assert_eq!((cycle.code(), reason_of(&cycle).as_deref()), (Code::FailedPrecondition, Some("RESTORE_INVALID")));
+        still_serving(&mut c).await;
+    });
+    drop(services);
 }

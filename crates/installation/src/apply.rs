@@ -2,7 +2,7 @@
 //! before-images of one installation, all as one atomic store write.
 use std::collections::{HashMap, HashSet};
 
-use crate::environments::check_parent_cycles;
+use crate::environments::{check_parent_cycles, EnvError};
 use crate::plan::{diff, translate, Action, Collision, Entry, PackageContent, Plan};
 use promotion_core::catalog::Catalog;
 use promotion_core::objects::{ConfigObject, ObjectKey};
@@ -231,6 +231,34 @@ pub fn invalid_restores(catalog: &Catalog, write: &EnvWrite) -> Vec<String> {
         .iter()
         .filter_map(|o| validate::object(catalog, o, "restore").err().map(|v| format!("{} ({})", o.key(), v.reason())))
         .collect()
+}
+
+/// Restores whose owner would be gone, or whose ownership would loop, once the rollback is
+/// written: a rollback forced over later edits (an owner deleted, or re-parented under the
+/// object) must leave neither an orphan nor a cycle, as no other write may.
+pub async fn unowned_or_cyclic_restores(
+    store: &dyn InstallationStore,
+    dest: &str,
+    write: &EnvWrite,
+) -> Result<Vec<String>, StoreError> {
+    let restored: HashSet<ObjectKey> = write.restores.iter().map(|o| o.key()).collect();
+    let deleted: HashSet<&ObjectKey> = write.deletes.iter().collect();
+    let mut problems = Vec::new();
+    for o in &write.restores {
+        let Some(p) = &o.parent else { continue };
+        if restored.contains(p) || (!deleted.contains(p) && store.get(dest, p).await?.is_some()) {
+            continue;
+        }
+        problems.push(format!("{} (PARENT_NOT_FOUND: its owner {p} is gone)", o.key()));
+    }
+    if problems.is_empty() {
+        match check_parent_cycles(store, dest, &write.restores).await {
+            Ok(()) => {}
+            Err(EnvError::Store(e)) => return Err(e),
+            Err(e) => problems.push(e.to_string()),
+        }
+    }
+    Ok(problems)
 }
 
 /// The write that restores the before-images and history of an installation.

@@ -73,7 +73,10 @@ pub async fn rollback(
     let mut write = apply::rollback_changes(&record.destination, &undo);
     drop(undo);
     let catalog = state.directory.get(&record.destination).map(|e| e.catalog.clone());
-    let invalid = catalog.map(|c| apply::invalid_restores(&c, &write)).unwrap_or_default();
+    let mut invalid = catalog.map(|c| apply::invalid_restores(&c, &write)).unwrap_or_default();
+    if invalid.is_empty() {
+        invalid = apply::unowned_or_cyclic_restores(store, &record.destination, &write).await?;
+    }
     if !invalid.is_empty() {
         return Err(InstallError::InvalidState {
             reason: "RESTORE_INVALID",
