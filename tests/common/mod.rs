@@ -70,6 +70,12 @@ impl DevServices {
         Some(Self::spawn(tempfile::tempdir().unwrap(), Some(schema), "warn", Stdio::inherit()).await)
     }
 
+    /// Starts on the PostgreSQL database at `url`, which other processes may share: a
+    /// replica of both services (the caller owns the schema).
+    pub async fn start_replica(url: &str) -> DevServices {
+        Self::spawn_on(tempfile::tempdir().unwrap(), None, Some(url), "warn", Stdio::inherit()).await
+    }
+
     /// Starts with its log, filtered by `rust_log`, written to the file `log`.
     pub async fn start_logging(log: &std::path::Path, rust_log: &str) -> DevServices {
         let file = std::fs::File::create(log).expect("create the log file");
@@ -82,6 +88,17 @@ impl DevServices {
         rust_log: &str,
         stderr: Stdio,
     ) -> DevServices {
+        let url = schema.as_ref().map(ScratchSchema::url);
+        Self::spawn_on(data_dir, schema, url.as_deref(), rust_log, stderr).await
+    }
+
+    async fn spawn_on(
+        data_dir: tempfile::TempDir,
+        schema: Option<ScratchSchema>,
+        database_url: Option<&str>,
+        rust_log: &str,
+        stderr: Stdio,
+    ) -> DevServices {
         let [package_addr, installation_addr, http_addr] = free_addrs();
         let mut command = promotion_command();
         command
@@ -89,8 +106,8 @@ impl DevServices {
             .arg(data_dir.path())
             .args(["--package-addr", &package_addr.to_string(), "--installation-addr", &installation_addr.to_string()])
             .args(["--http-addr", &http_addr.to_string()]);
-        if let Some(schema) = &schema {
-            command.args(["--database-url", &schema.url()]);
+        if let Some(url) = database_url {
+            command.args(["--database-url", url]);
         }
         let child = command
             .env("RUST_LOG", rust_log)

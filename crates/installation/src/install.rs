@@ -127,6 +127,12 @@ pub async fn create_installation(
     check_window(state, caller, &dest.id, "CreateInstallation", &req.window_override).await?;
     let prepared = prepare(state, caller, credentials, dest, &req).await?;
     let tx = state.store.lock(&dest.id).await?;
+    // Again under the lock: a retry of this call (on another replica, say) may have
+    // installed while this one prepared.
+    if let Some(id) = first(request.as_ref(), state.store.as_ref()).await? {
+        drop(tx);
+        return get_installation(state, caller, &id, true).await;
+    }
     install_locked(state, caller, dest, req, request, prepared, tx).await
 }
 

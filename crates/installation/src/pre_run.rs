@@ -36,6 +36,11 @@ pub async fn create_pre_run(
     }
     let (_, content) = fetch(state, credentials, dest, &req.package_id, req.package_version).await?;
     let tx = state.store.lock(&dest.id).await?;
+    // Again under the lock: a retry on another replica may have been first.
+    if let Some(id) = first(request.as_ref(), state.store.as_ref()).await? {
+        drop(tx);
+        return get_pre_run(state, caller, &id).await;
+    }
     let record = planned(state, caller, dest, &content).await?;
     let mut write = EnvWrite::default();
     if let Some(r) = &request {

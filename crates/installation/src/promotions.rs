@@ -140,6 +140,11 @@ pub async fn request(
         Carried::PreRun(pre_run.id)
     };
     let tx = state.store.lock(&target.id).await?;
+    // Again under the lock: a retry on another replica may have been first.
+    if let Some(id) = first(use_.as_ref(), state.store.as_ref()).await? {
+        drop(tx);
+        return get(state, caller, &id).await;
+    }
     let policy = policies::current(state, &target.id).await?;
     if let Some(existing) = state.store.pending_promotion(&target.id, &info.id).await? {
         return Err(PromotionError::AlreadyInProgress { existing });
@@ -524,6 +529,11 @@ async fn install_carried(
         Err(e) => return Ok(Err(e)),
     };
     let tx = state.store.lock(&target.id).await?;
+    // A retry of this very call may have finished first (on another replica, say): it
+    // decided, and the request as it now is answers this call too.
+    if first(use_.as_ref(), state.store.as_ref()).await?.is_some() {
+        return Ok(Ok(Accepted::Installed));
+    }
     // Decided on under the lock: a concurrent decision may have come first, or another
     // pre-run been attached since this one was read.
     let r = pending_for_decision(state, caller, &r.id).await?;
