@@ -175,6 +175,13 @@ async fn bad_requests_get_the_grpc_reason_and_a_4xx_and_no_token_gets_401() {
     assert_eq!((status, reason.as_str()), (404, "ENDPOINT_NOT_FOUND"));
     let missing = api.call("GET", "/packages/01a23186-a61c-70a8-9db2-c02944b2e0d6", Some(&alice), "").await;
     assert_eq!(error_of(&missing).0, 404);
+
+    // Plain HTTP to a gRPC port is told where the HTTP API is, in HTTP/1.1.
+    for grpc_port in [dev.package_addr, dev.installation_addr] {
+        let lost = http_call(grpc_port, "GET", "/environment-promotion/v1/packages", &[], "").await;
+        assert_eq!(lost.status, 400, "{lost:?}");
+        assert!(lost.body.contains("gRPC port") && lost.body.contains("http_listen"), "{}", lost.body);
+    }
 }
 
 #[tokio::test]

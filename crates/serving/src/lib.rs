@@ -7,6 +7,7 @@ pub mod http;
 pub mod limits;
 pub mod memory;
 pub mod metrics;
+pub mod plain_http;
 pub mod trace;
 
 use std::sync::Arc;
@@ -264,9 +265,13 @@ pub type Server = tonic::transport::Server<Layers>;
 pub type Router = tonic::transport::server::Router<Layers>;
 /// Trace outermost, then metrics, then the transport limits (so metrics count what the
 /// limits answer).
+/// Innermost, plain HTTP/1.1 requests are answered in words.
 type Layers = tower_layer::Stack<
-    limits::LimitsLayer,
-    tower_layer::Stack<metrics::GrpcMetricsLayer, tower_layer::Stack<trace::TraceLayer, tower_layer::Identity>>,
+    plain_http::PlainHttpLayer,
+    tower_layer::Stack<
+        limits::LimitsLayer,
+        tower_layer::Stack<metrics::GrpcMetricsLayer, tower_layer::Stack<trace::TraceLayer, tower_layer::Identity>>,
+    >,
 >;
 
 /// A server builder with the settings every service here uses: every call runs in its log
@@ -276,9 +281,12 @@ pub fn server_builder() -> Server {
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .tcp_nodelay(true)
         .http2_max_header_list_size(limits::TRANSPORT_HEADER_BYTES)
+        // So that curl or a browser at this port is told where it is (`plain_http`).
+        .accept_http1(true)
         .layer(trace::TraceLayer)
         .layer(metrics::layer())
         .layer(limits::LimitsLayer)
+        .layer(plain_http::PlainHttpLayer)
 }
 
 /// A gRPC server's services as a client calls them: in process ([`in_process`]) or over a
