@@ -163,6 +163,10 @@ enum Rpc {
     AttachPreRun,
     RejectPromotionRequest,
     CancelPromotionRequest,
+    CreateSubscription,
+    ListSubscriptions,
+    DeleteSubscription,
+    ListDeliveries,
 }
 
 /// One row: the RPC, then the expected outcome for no token, expired, bad signature,
@@ -194,6 +198,7 @@ const ENV: &str = "EnvironmentService";
 const INST: &str = "InstallationService";
 const PROMO: &str = "PromotionService";
 const AUDIT: &str = "AuditService";
+const NOTIFY: &str = "NotificationService";
 
 use Host::{Installation as I, Package as P};
 
@@ -260,6 +265,11 @@ const MATRIX: &[Row] = &[
     row(I, PROMO, Rpc::AttachPreRun, NO_PROMOTION, Who::Victor, DENIED, "promotion.approve on the target"),
     row(I, PROMO, Rpc::RejectPromotionRequest, NO_PROMOTION, Who::Victor, DENIED, "promotion.approve on the target"),
     row(I, PROMO, Rpc::CancelPromotionRequest, NO_PROMOTION, Who::Bob, Denied("NOT_REQUESTER"), "the requester only"),
+    row(I, NOTIFY, Rpc::CreateSubscription, NO_ENV, Who::Bob, DENIED, "notification.manage (admin) on the environment"),
+    // Lists only the subscriptions the caller manages: none for gina or bob.
+    row(I, NOTIFY, Rpc::ListSubscriptions, Allowed, Who::Bob, Allowed, "lists only what the caller manages"),
+    row(I, NOTIFY, Rpc::DeleteSubscription, NotFound("SUBSCRIPTION_NOT_FOUND"), Who::Bob, DENIED, "notification.manage"),
+    row(I, NOTIFY, Rpc::ListDeliveries, Allowed, Who::Bob, DENIED, "notification.manage somewhere; shows only its own"),
 ];
 
 /// The acme resources the matrix calls name.
@@ -268,6 +278,7 @@ struct Fixture {
     pre_run_id: String,
     installation_id: String,
     promotion_id: String,
+    subscription_id: String,
 }
 
 async fn fixture(dev: &DevServices) -> Fixture {
@@ -323,7 +334,17 @@ async fn fixture(dev: &DevServices) -> Fixture {
         assert!(std::time::Instant::now() < deadline, "the installation count never arrived");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     };
-    Fixture { package, pre_run_id, installation_id, promotion_id }
+    let mut admin = dev.clients("admin").await;
+    let req = pb::CreateSubscriptionRequest {
+        url: "http://127.0.0.1:9/".into(),
+        events: vec!["PROMOTION_ACCEPTED".into()],
+        secret: "a-matrix-fixture-secret".into(),
+        environment: "qa".into(),
+        request_id: String::new(),
+    };
+    let subscription_id =
+        admin.notifications.create_subscription(req).await.expect("fixture subscription").into_inner().id;
+    Fixture { package, pre_run_id, installation_id, promotion_id, subscription_id }
 }
 
 async fn get_package(c: &mut Clients, id: &str) -> pb::Package {
@@ -605,6 +626,30 @@ async fn call(rpc: Rpc, host: Host, who: Who, c: &mut Clients, f: &Fixture) -> R
         Rpc::CancelPromotionRequest => {
             let req = pb::CancelPromotionRequestRequest { id: f.promotion_id.clone(), ..Default::default() };
             vec![c.promotions.cancel_promotion_request(req).await?.into_inner().organization]
+        }
+        Rpc::CreateSubscription => {
+            let req = pb::CreateSubscriptionRequest {
+                url: "http://127.0.0.1:9/".into(),
+                events: vec!["PROMOTION_REQUESTED".into()],
+                secret: "a-matrix-call-secret-long".into(),
+                environment: "qa".into(),
+                request_id: String::new(),
+            };
+            let s = c.notifications.create_subscription(req).await?.into_inner();
+            vec![organization_of_environment(&s.environment).to_string()]
+        }
+        Rpc::ListSubscriptions => {
+            let found = c.notifications.list_subscriptions(pb::ListSubscriptionsRequest {}).await?.into_inner();
+            orgs(found.subscriptions.into_iter().map(|s| s.environment).collect())
+        }
+        Rpc::DeleteSubscription => {
+            let req = pb::DeleteSubscriptionRequest { id: f.subscription_id.clone(), request_id: String::new() };
+            c.notifications.delete_subscription(req).await?;
+            vec!["acme".to_string()]
+        }
+        Rpc::ListDeliveries => {
+            let found = c.notifications.list_deliveries(pb::ListDeliveriesRequest::default()).await?.into_inner();
+            orgs(found.deliveries.into_iter().map(|d| d.environment).collect())
         }
     })
 }

@@ -28,6 +28,8 @@ const MUTATING: &[&str] = &[
     "AttachPreRun",
     "RejectPromotionRequest",
     "CancelPromotionRequest",
+    "CreateSubscription",
+    "DeleteSubscription",
 ];
 
 /// RPCs that change nothing: reads, listings, diffs, streams, and IssueToken (it stores
@@ -333,6 +335,33 @@ async fn a_replay_returns_the_first_response_and_another_body_is_refused() {
             let comment = if other { "b" } else { "a" };
             let req = pb::CancelPromotionRequestRequest { id, comment: comment.into(), request_id };
             a.cancel_promotion_request(req).await.map(|r| format!("{} {}", r.get_ref().id, r.get_ref().status))
+        }
+    })
+    .await;
+
+    // Notification service.
+    let n = admin.notifications.clone();
+    let subscription = check("CreateSubscription", 25, |request_id, other| {
+        let mut n = n.clone();
+        async move {
+            let req = pb::CreateSubscriptionRequest {
+                url: if other { "http://127.0.0.1:9/b".into() } else { "http://127.0.0.1:9/a".into() },
+                events: vec!["PROMOTION_REQUESTED".into()],
+                secret: "a-request-id-test-secret".into(),
+                environment: String::new(),
+                request_id,
+            };
+            n.create_subscription(req).await.map(|r| r.into_inner().id)
+        }
+    })
+    .await;
+    let listed = admin.notifications.list_subscriptions(pb::ListSubscriptionsRequest {}).await.unwrap().into_inner();
+    assert_eq!(listed.subscriptions.len(), 1, "one subscription, whatever the replays");
+    check("DeleteSubscription", 26, |request_id, other| {
+        let (mut n, id) = (n.clone(), if other { uuid::Uuid::new_v4().to_string() } else { subscription.clone() });
+        async move {
+            let req = pb::DeleteSubscriptionRequest { id, request_id };
+            n.delete_subscription(req).await.map(|_| "deleted".to_string())
         }
     })
     .await;

@@ -11,6 +11,7 @@ const PROTOS: &[&str] = &[
     "../../proto/promotion/v1/package_service.proto",
     "../../proto/promotion/v1/installation_service.proto",
     "../../proto/promotion/v1/promotion_service.proto",
+    "../../proto/promotion/v1/notification_service.proto",
 ];
 
 fn main() -> Result<(), Box<dyn Error>> {

@@ -246,6 +246,7 @@ pub struct Clients {
     pub environments: pb::environment_service_client::EnvironmentServiceClient<Authed>,
     pub installations: pb::installation_service_client::InstallationServiceClient<Authed>,
     pub promotions: pb::promotion_service_client::PromotionServiceClient<Authed>,
+    pub notifications: pb::notification_service_client::NotificationServiceClient<Authed>,
     pub installation_audit: pb::audit_service_client::AuditServiceClient<Authed>,
 }
 
@@ -271,6 +272,10 @@ impl Clients {
             )
             .max_decoding_message_size(limit),
             promotions: pb::promotion_service_client::PromotionServiceClient::with_interceptor(
+                i.clone(),
+                bearer.clone(),
+            ),
+            notifications: pb::notification_service_client::NotificationServiceClient::with_interceptor(
                 i.clone(),
                 bearer.clone(),
             ),

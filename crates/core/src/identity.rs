@@ -62,6 +62,8 @@ pub enum Permission {
     AuditRead,
     /// Changing an environment's policy (approvals, windows, freezes): admins only.
     PolicyWrite,
+    /// Managing webhook subscriptions and reading their deliveries: admins only.
+    NotificationManage,
     RecordInstallation,
 }
 
@@ -79,6 +81,7 @@ impl Permission {
             PromotionApprove => "promotion.approve",
             AuditRead => "audit.read",
             PolicyWrite => "policy.write",
+            NotificationManage => "notification.manage",
             RecordInstallation => "installation.record",
         }
     }

@@ -12,6 +12,7 @@ pub mod diff;
 pub mod directory;
 pub mod identity;
 pub mod metrics;
+pub mod notify;
 pub mod objects;
 pub mod package;
 pub mod plan;

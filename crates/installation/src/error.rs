@@ -24,6 +24,7 @@ pub enum InstallError {
     CrossOrganization,
     PreRunNotFound(String),
     InstallationNotFound(String),
+    SubscriptionNotFound(String),
     PreRunMismatch(String),
     PreRunExpired(String),
     PreRunStale(Vec<String>),
@@ -88,6 +89,7 @@ impl std::fmt::Display for InstallError {
             InstallError::CrossOrganization => f.write_str("packages never cross organizations"),
             InstallError::PreRunNotFound(id) => write!(f, "pre-run {id} not found"),
             InstallError::InstallationNotFound(id) => write!(f, "installation {id} not found"),
+            InstallError::SubscriptionNotFound(id) => write!(f, "subscription {id} not found"),
             InstallError::PreRunMismatch(m) => f.write_str(m),
             InstallError::PreRunExpired(id) => write!(f, "pre-run {id} has expired; run a new one"),
             InstallError::PreRunStale(items) => write!(
@@ -131,7 +133,9 @@ impl InstallError {
             InstallError::Refused(Refusal::NotHosted { .. }) => Code::FailedPrecondition,
             InstallError::Upstream(UpstreamError { code, .. }) => *code,
             InstallError::Invalid { .. } | InstallError::PreRunMismatch(_) => Code::InvalidArgument,
-            InstallError::PreRunNotFound(_) | InstallError::InstallationNotFound(_) => Code::NotFound,
+            InstallError::PreRunNotFound(_)
+            | InstallError::InstallationNotFound(_)
+            | InstallError::SubscriptionNotFound(_) => Code::NotFound,
             InstallError::PreRunStale(_) => Code::Aborted,
             InstallError::Store(e) if e.is_unavailable() => Code::Unavailable,
             InstallError::Store(_) => Code::Internal,

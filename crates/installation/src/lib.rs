@@ -12,6 +12,7 @@ pub mod grpc;
 pub mod idempotency;
 pub mod install;
 pub mod installations;
+pub mod notifications;
 pub mod outbox;
 pub mod package_source;
 pub mod plan;
@@ -24,6 +25,7 @@ pub mod rollback;
 pub mod server;
 pub mod stale_promotions;
 pub mod state;
+pub mod webhook;
 
 #[cfg(test)]
 mod drift_tests;

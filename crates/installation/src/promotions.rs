@@ -12,6 +12,7 @@ use promotion_core::audit::AuditEvent;
 use promotion_core::cursor::{Page, PageRequest};
 use promotion_core::directory::EnvironmentInfo;
 use promotion_core::identity::{Credentials, Identity, Permission};
+use promotion_core::notify::{Delivery, Subscription};
 use promotion_core::policy::EnvironmentPolicy;
 use promotion_core::promotion::{Approval, PromotionRecord, PromotionStatus};
 use promotion_core::records::{InstallationRecord, InstallationStatus};
@@ -23,6 +24,7 @@ use crate::error::InstallError;
 use crate::fetch::{content, info, installable};
 use crate::idempotency::{first, RequestUse};
 use crate::install::{install_locked, prepare, Companion, InstallRequest};
+use crate::notifications::deliveries_for;
 use crate::package_source::PackageInfo;
 use crate::plan::{Override, PackageContent};
 use crate::policies;
@@ -183,22 +185,32 @@ pub async fn request(
     };
     let event =
         event(caller, &record, "PROMOTION_REQUESTED", &req.request_id).detail("pre_run_id", record.pre_run_id.clone());
-    commit_step(tx, write, use_.as_ref(), event, &record, "promotion requested").await?;
+    commit_step(state, tx, write, use_.as_ref(), event, &record, "promotion requested", Some("PROMOTION_REQUESTED"))
+        .await?;
+    state.deliveries_wake.notify_one();
     Ok(record)
 }
 
 /// Commits one step of a request's life under the target's lock `tx`: `write`, the request
-/// `r` as it now is, its audit event and the request id's use; then logs the step.
+/// `r` as it now is, its audit event, the request id's use and, when the step is a
+/// notification event, its webhook deliveries; then logs the step.
+#[allow(clippy::too_many_arguments)]
 async fn commit_step(
+    state: &State,
     tx: Box<dyn EnvTransaction>,
     mut write: EnvWrite,
     use_: Option<&RequestUse>,
     event: AuditEvent,
     r: &PromotionRecord,
     step: &str,
+    notify: Option<&str>,
 ) -> Result<(), PromotionError> {
     if let Some(u) = use_ {
         write.record(u.record(&r.id));
+    }
+    if let Some(name) = notify {
+        let environment = &r.target_environment;
+        write.records.extend(deliveries_for(state, &r.organization, environment, name, payload(r)).await?);
     }
     write.record(Record::audit(event));
     write.record(Record::Promotion(Box::new(r.clone())));
@@ -388,6 +400,7 @@ pub async fn accept(
     match outcome {
         Ok(Accepted::Approved(r)) => Ok(*r),
         Ok(Accepted::Installed) => {
+            state.deliveries_wake.notify_one();
             let accepted = get(state, caller, id).await?;
             log_step(&accepted, "promotion accepted");
             Ok(accepted)
@@ -474,12 +487,13 @@ async fn approve_only(
     if completes(&r, &policy) {
         return Ok(None);
     }
-    Ok(Some(commit_approval(tx, caller, r, d, &policy, use_).await?))
+    Ok(Some(commit_approval(state, tx, caller, r, d, &policy, use_).await?))
 }
 
 /// Commits `caller`'s approval of pending request `r`, short of the count, under the
 /// target's lock `tx`.
 async fn commit_approval(
+    state: &State,
     tx: Box<dyn EnvTransaction>,
     caller: &Identity,
     r: PromotionRecord,
@@ -491,7 +505,8 @@ async fn commit_approval(
     let e = event(caller, &r, "PROMOTION_APPROVED", &d.request_id)
         .detail("approvals", r.approvals.len())
         .detail("required_approvals", r.required_approvals);
-    commit_step(tx, EnvWrite::default(), use_, e, &r, "promotion approved").await?;
+    commit_step(state, tx, EnvWrite::default(), use_, e, &r, "promotion approved", Some("PROMOTION_APPROVED")).await?;
+    state.deliveries_wake.notify_one();
     Ok(r)
 }
 
@@ -540,14 +555,15 @@ async fn install_carried(
     let policy = policies::current(state, &target.id).await?;
     may_approve(state, caller, &r, &policy).await?;
     if !completes(&r, &policy) {
-        let r = commit_approval(tx, caller, r, d, &policy, use_.as_ref()).await?;
+        let r = commit_approval(state, tx, caller, r, d, &policy, use_.as_ref()).await?;
         return Ok(Ok(Accepted::Approved(Box::new(r))));
     }
     if let Err(e) = same_plan(&r, &pre_run_id, d.replan) {
         return Ok(Err(e));
     }
     let r = approved(r, caller, &d.comment, &policy);
-    let companion = accepted_records(caller, r, d.comment.clone(), use_, d.request_id.clone(), d.replan);
+    let subscribers = subscribers(state, &r, "PROMOTION_ACCEPTED").await?;
+    let companion = accepted_records(caller, r, d.comment.clone(), use_, d.request_id.clone(), d.replan, subscribers);
     let install = InstallRequest { companion: Some(companion), ..install };
     Ok(install_locked(state, caller, &target, install, None, prepared, tx).await.map(|_| Accepted::Installed))
 }
@@ -599,7 +615,8 @@ pub async fn attach(state: &State, caller: &Identity, id: &str, a: Attach) -> Re
     let event = event(caller, &r, "PROMOTION_PRE_RUN_ATTACHED", &a.request_id)
         .detail("pre_run_id", r.pre_run_id.clone())
         .detail("approvals_cleared", cleared);
-    commit_step(tx, EnvWrite::default(), use_.as_ref(), event, &r, "pre-run attached to promotion request").await?;
+    let step = "pre-run attached to promotion request";
+    commit_step(state, tx, EnvWrite::default(), use_.as_ref(), event, &r, step, None).await?;
     Ok(r)
 }
 
@@ -631,6 +648,7 @@ fn accepted_records(
     use_: Option<RequestUse>,
     request_id: String,
     replanned: bool,
+    subscribers: Vec<Subscription>,
 ) -> Companion {
     let decider = caller.clone();
     Box::new(move |installation| {
@@ -652,8 +670,37 @@ fn accepted_records(
             .detail("pre_run_id", installation.pre_run_id.clone())
             .detail("replanned", replanned);
         records.push(Record::audit(e));
+        for s in &subscribers {
+            let delivery = Delivery::new(s, "PROMOTION_ACCEPTED", &r.target_environment, payload(&r));
+            records.push(Record::Delivery(Box::new(delivery)));
+        }
         records.push(Record::Promotion(Box::new(r)));
         records
+    })
+}
+
+/// The subscriptions that want `event` of `r`'s target.
+async fn subscribers(state: &State, r: &PromotionRecord, event: &str) -> Result<Vec<Subscription>, StoreError> {
+    let all = state.store.subscriptions(&r.organization).await?;
+    Ok(all.into_iter().filter(|s| s.wants(event, &r.target_environment)).collect())
+}
+
+/// What a webhook says about a request: enough for a requester to learn the decision.
+fn payload(r: &PromotionRecord) -> serde_json::Value {
+    serde_json::json!({
+        "promotion_request_id": r.id,
+        "package_id": r.package_id,
+        "package_name": r.package_name,
+        "package_version": r.package_version,
+        "source_environment": r.source_environment,
+        "target_environment": r.target_environment,
+        "requested_by": r.requested_by,
+        "comment": r.comment,
+        "decided_by": r.decided_by,
+        "decision_comment": r.decision_comment,
+        "approvals": r.approvals.iter().map(|a| a.approver.clone()).collect::<Vec<_>>(),
+        "required_approvals": r.required_approvals,
+        "installation_id": r.installation_id,
     })
 }
 
@@ -723,6 +770,8 @@ pub async fn close(
     } else {
         ("PROMOTION_REJECTED", "promotion rejected")
     };
-    commit_step(tx, EnvWrite::default(), use_.as_ref(), event(caller, &r, action, request_id), &r, step).await?;
+    let e = event(caller, &r, action, request_id);
+    commit_step(state, tx, EnvWrite::default(), use_.as_ref(), e, &r, step, Some(action)).await?;
+    state.deliveries_wake.notify_one();
     Ok(r)
 }

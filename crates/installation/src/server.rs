@@ -22,6 +22,7 @@ const SERVICES: &[&str] = &[
     "promotion.v1.EnvironmentService",
     "promotion.v1.InstallationService",
     "promotion.v1.PromotionService",
+    "promotion.v1.NotificationService",
     "promotion.v1.AuditService",
 ];
 
@@ -90,12 +91,15 @@ pub async fn run(
     let outbox = tokio::spawn(crate::outbox::run(state.clone(), async move {
         let _ = outbox_stopped.await;
     }));
+    let deliveries = tokio::spawn(crate::notifications::deliver_forever(state.clone()));
     health.serving().await;
     admin.set_serving(true);
     tracing::info!(addr = %listener.local_addr()?, environments = ?state.config.hosted_environments, "installation service serving");
     serving::serve(router, listener, health, admin.not_serving_after(shutdown)).await?;
     let _ = stop_outbox.send(());
     let _ = outbox.await;
+    // An attempt cut short is retried after the restart: deliveries are at least once.
+    deliveries.abort();
     state.store.flush().await?;
     admin.stop();
     tracing::info!("installation service stopped; store flushed");

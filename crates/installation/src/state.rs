@@ -27,6 +27,8 @@ pub struct State {
     pub packages: Option<Arc<dyn PackageSource>>,
     /// Wakes the outbox delivery task after an installation.
     pub outbox_wake: tokio::sync::Notify,
+    /// Wakes the webhook delivery task after an event was stored.
+    pub deliveries_wake: tokio::sync::Notify,
     hosted: HashSet<String>,
     page_tokens: PageTokenKey,
 }
@@ -47,6 +49,7 @@ impl State {
             signer,
             packages,
             outbox_wake: tokio::sync::Notify::new(),
+            deliveries_wake: tokio::sync::Notify::new(),
             hosted,
             page_tokens: PageTokenKey::default(),
         }

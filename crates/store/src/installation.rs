@@ -8,8 +8,10 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Utc};
 use promotion_core::audit::AuditEvent;
 use promotion_core::cursor::{Page, PageRequest};
+use promotion_core::notify::{Delivery, Subscription};
 use promotion_core::objects::{ConfigObject, ObjectKey};
 use promotion_core::policy::EnvironmentPolicy;
 use promotion_core::promotion::PromotionRecord;
@@ -58,6 +60,12 @@ pub enum Record {
     Promotion(Box<PromotionRecord>),
     /// An environment's policy as it now is (replacing the one stored before).
     Policy(Box<EnvironmentPolicy>),
+    Subscription(Box<Subscription>),
+    SubscriptionRemoved {
+        id: String,
+    },
+    /// A webhook delivery as it now is; the store keeps its pending index in step.
+    Delivery(Box<Delivery>),
     Outbox(OutboxEntry),
     OutboxDelivered {
         installation_id: String,
@@ -183,6 +191,22 @@ pub trait PolicyTable: Send + Sync {
 }
 
 #[async_trait]
+pub trait NotificationTable: Send + Sync {
+    async fn subscription(&self, id: &str) -> Result<Option<Subscription>>;
+    /// The subscriptions of `organization`, oldest first.
+    async fn subscriptions(&self, organization: &str) -> Result<Vec<Subscription>>;
+    /// Pending deliveries whose next attempt is due at `now`, oldest first, at most `limit`.
+    async fn due_deliveries(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Delivery>>;
+    /// Deliveries of `organization` that `visible` keeps, newest first.
+    async fn list_deliveries(
+        &self,
+        organization: &str,
+        visible: Visible<'_, Delivery>,
+        page: &PageRequest,
+    ) -> Result<Page<Delivery>>;
+}
+
+#[async_trait]
 pub trait OutboxTable: Send + Sync {
     /// Installation counts not yet delivered, oldest first.
     async fn outbox(&self, limit: usize) -> Result<Vec<OutboxEntry>>;
@@ -206,6 +230,7 @@ pub trait InstallationStore:
     + InstallationTable
     + PromotionTable
     + PolicyTable
+    + NotificationTable
     + OutboxTable
     + IdempotencyTable
     + AuditTable

@@ -14,6 +14,8 @@
 //!   installation indexes
 //! - `Xpromo/{id}`, `Xpromopending/{target}\0{package}` -> id
 //! - `Xpolicy/{env}` environment policy
+//! - `Xsub/{id}` webhook subscriptions; `Xdlv/{id}` deliveries, `Xdlvpending/{id}` the
+//!   pending ones
 //! - `Xoutbox/{installation id}`, `Xreq/{org}\0{subject}\0{request id}`, `Xaudit/{id}`
 //! - `J...` the journal of a large commit in progress (see `journal`)
 //!
@@ -23,8 +25,10 @@ use chrono::Utc;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use chrono::DateTime;
 use promotion_core::audit::{AuditEvent, AuditFilter};
 use promotion_core::cursor::{Page, PageRequest, Position};
+use promotion_core::notify::{Delivery, DeliveryStatus, Subscription};
 use promotion_core::objects::{ConfigObject, ObjectKey};
 use promotion_core::plan::{Entry, Plan};
 use promotion_core::policy::EnvironmentPolicy;
@@ -141,6 +145,9 @@ const INSTALLATION_PREFIX: &str = "inst/";
 const PROMOTION_PREFIX: &str = "promo/";
 const AUDIT_PREFIX: &str = "audit/";
 const OUTBOX_PREFIX: &str = "outbox/";
+const SUBSCRIPTION_PREFIX: &str = "sub/";
+const DELIVERY_PREFIX: &str = "dlv/";
+const PENDING_DELIVERY_PREFIX: &str = "dlvpending/";
 
 fn promotion_key(id: &str) -> Vec<u8> {
     rec(format!("{PROMOTION_PREFIX}{id}"))
@@ -237,6 +244,30 @@ impl KvInstallationStore {
         let deleted = write.deletes.iter().map(|k| object_key(env, &k.obj_code, &k.id));
         let written = write.upserts.iter().chain(&write.restores).map(|o| object_key(env, &o.obj_code, &o.id));
         self.engine.get_many(deleted.chain(written).collect())
+    }
+
+    /// One page of the records under `prefix` that `keep` keeps, newest first.
+    fn newest_page<T: serde::de::DeserializeOwned>(
+        &self,
+        prefix: &str,
+        page: &PageRequest,
+        keep: impl Fn(&T) -> bool,
+    ) -> Result<Page<T>> {
+        let mut items = Vec::new();
+        let mut last = None;
+        for item in self.newest_first(prefix, page)? {
+            let (k, v) = item?;
+            let r: T = decode(&v)?;
+            if !keep(&r) {
+                continue;
+            }
+            if items.len() == page.size {
+                return Ok(Page { items, next: last.map(Position::from_bytes) });
+            }
+            last = Some(k);
+            items.push(r);
+        }
+        Ok(Page { items, next: None })
     }
 
     /// The ordered key operations of a write: index removals before insertions (an index
@@ -350,6 +381,13 @@ impl KvInstallationStore {
                 ops.push((promotion_key(&p.id), Some(encode(&*p))));
             }
             Record::Policy(p) => ops.push((policy_key(&p.environment), Some(encode(&*p)))),
+            Record::Subscription(s) => ops.push((rec(format!("{SUBSCRIPTION_PREFIX}{}", s.id)), Some(encode(&*s)))),
+            Record::SubscriptionRemoved { id } => ops.push((rec(format!("{SUBSCRIPTION_PREFIX}{id}")), None)),
+            Record::Delivery(d) => {
+                let pending = (d.status == DeliveryStatus::Pending).then(Vec::new);
+                ops.push((rec(format!("{PENDING_DELIVERY_PREFIX}{}", d.id)), pending));
+                ops.push((rec(format!("{DELIVERY_PREFIX}{}", d.id)), Some(encode(&*d))));
+            }
             Record::Outbox(e) => ops.push((rec(format!("{OUTBOX_PREFIX}{}", e.installation_id)), Some(encode(&e)))),
             Record::OutboxDelivered { installation_id } => {
                 ops.push((rec(format!("{OUTBOX_PREFIX}{installation_id}")), None))
@@ -617,21 +655,7 @@ impl PromotionTable for SharedKvInstallationStore {
         visible: Visible<'_, PromotionRecord>,
         page: &PageRequest,
     ) -> Result<Page<PromotionRecord>> {
-        let mut items = Vec::new();
-        let mut last = None;
-        for item in self.0.newest_first(PROMOTION_PREFIX, page)? {
-            let (k, v) = item?;
-            let r: PromotionRecord = decode(&v)?;
-            if r.organization != organization || !visible(&r) {
-                continue;
-            }
-            if items.len() == page.size {
-                return Ok(Page { items, next: last.map(Position::from_bytes) });
-            }
-            last = Some(k);
-            items.push(r);
-        }
-        Ok(Page { items, next: None })
+        self.0.newest_page(PROMOTION_PREFIX, page, |r: &PromotionRecord| r.organization == organization && visible(r))
     }
 }
 
@@ -639,6 +663,51 @@ impl PromotionTable for SharedKvInstallationStore {
 impl PolicyTable for SharedKvInstallationStore {
     async fn policy(&self, env: &str) -> Result<Option<EnvironmentPolicy>> {
         self.0.get_json(&policy_key(env))
+    }
+}
+
+#[async_trait]
+impl NotificationTable for SharedKvInstallationStore {
+    async fn subscription(&self, id: &str) -> Result<Option<Subscription>> {
+        self.0.get_json(&rec(format!("{SUBSCRIPTION_PREFIX}{id}")))
+    }
+
+    async fn subscriptions(&self, organization: &str) -> Result<Vec<Subscription>> {
+        let mut out = Vec::new();
+        for item in scan_prefix(self.0.engine.as_ref(), &rec(SUBSCRIPTION_PREFIX.to_string()), false) {
+            let s: Subscription = decode(&item?.1)?;
+            if s.organization == organization {
+                out.push(s);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn due_deliveries(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Delivery>> {
+        let prefix = rec(PENDING_DELIVERY_PREFIX.to_string());
+        let mut out = Vec::new();
+        for item in scan_prefix(self.0.engine.as_ref(), &prefix, false) {
+            let (k, _) = item?;
+            let id = std::str::from_utf8(&k[prefix.len()..])
+                .map_err(|_| StoreError::corrupt("a delivery index key is not UTF-8"))?;
+            let Some(d) = self.0.get_json::<Delivery>(&rec(format!("{DELIVERY_PREFIX}{id}")))? else { continue };
+            if d.next_attempt <= now {
+                out.push(d);
+                if out.len() == limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn list_deliveries(
+        &self,
+        organization: &str,
+        visible: Visible<'_, Delivery>,
+        page: &PageRequest,
+    ) -> Result<Page<Delivery>> {
+        self.0.newest_page(DELIVERY_PREFIX, page, |d: &Delivery| d.organization == organization && visible(d))
     }
 }
 

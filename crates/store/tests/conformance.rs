@@ -9,6 +9,7 @@ use chrono::Utc;
 use promotion_core::audit::{AuditEvent, AuditFilter};
 use promotion_core::cursor::PageRequest;
 use promotion_core::identity::Identity;
+use promotion_core::notify::{Attempt, Delivery, DeliveryStatus, Subscription};
 use promotion_core::objects::{ConfigObject, ObjectKey, Reference};
 use promotion_core::policy::EnvironmentPolicy;
 use promotion_core::promotion::{Approval, PromotionRecord, PromotionStatus};
@@ -278,6 +279,56 @@ async fn a_policy_is_absent_until_stored_and_the_last_one_stored_wins() {
         s.append(vec![Record::Policy(Box::new(policy.clone()))]).await.unwrap();
         assert_eq!(s.policy("prod").await.unwrap(), Some(policy), "{}", b.name);
         assert_eq!(s.policy("qa").await.unwrap(), None, "another environment keeps the defaults: {}", b.name);
+    }
+}
+
+#[tokio::test]
+async fn subscriptions_and_deliveries_read_back_and_only_pending_due_ones_are_due() {
+    for b in installation_stores() {
+        let s = b.store.as_ref();
+        let sub = Subscription {
+            id: "s1".into(),
+            organization: "acme".into(),
+            environment: String::new(),
+            url: "http://127.0.0.1:1/".into(),
+            events: vec!["PROMOTION_REQUESTED".into()],
+            secret: "shh".into(),
+            create_time: Utc::now(),
+            created_by: "admin".into(),
+        };
+        let first = Delivery::new(&sub, "PROMOTION_REQUESTED", "qa", serde_json::json!({}));
+        let mut later = Delivery::new(&sub, "PROMOTION_REQUESTED", "qa", serde_json::json!({}));
+        later.next_attempt = Utc::now() + chrono::Duration::hours(1);
+        s.append(vec![
+            Record::Subscription(Box::new(sub.clone())),
+            Record::Delivery(Box::new(first.clone())),
+            Record::Delivery(Box::new(later.clone())),
+        ])
+        .await
+        .unwrap();
+        assert_eq!(s.subscriptions("acme").await.unwrap(), std::slice::from_ref(&sub), "{}", b.name);
+        assert!(s.subscriptions("globex").await.unwrap().is_empty(), "{}", b.name);
+        let due = s.due_deliveries(Utc::now(), 10).await.unwrap();
+        assert_eq!(due.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), [first.id.as_str()], "{}", b.name);
+        let mut delivered = first.clone();
+        delivered.record(Attempt { time: Utc::now(), status_code: 200, latency_ms: 2, error: String::new() }, 0.0);
+        s.append(vec![Record::Delivery(Box::new(delivered))]).await.unwrap();
+        assert!(s
+            .due_deliveries(Utc::now() + chrono::Duration::hours(2), 10)
+            .await
+            .unwrap()
+            .iter()
+            .all(|d| d.id == later.id));
+        let everything = |_: &Delivery| true;
+        let listed = s.list_deliveries("acme", &everything, &all()).await.unwrap().items;
+        assert_eq!(listed.len(), 2, "{}", b.name);
+        assert_eq!(
+            (listed[0].id.as_str(), listed[1].status),
+            (later.id.as_str(), DeliveryStatus::Delivered),
+            "newest first"
+        );
+        s.append(vec![Record::SubscriptionRemoved { id: sub.id.clone() }]).await.unwrap();
+        assert_eq!(s.subscription(&sub.id).await.unwrap(), None, "{}", b.name);
     }
 }
 

@@ -4,6 +4,7 @@ pub mod commands;
 pub mod convert;
 pub mod environment_service;
 pub mod installation_service;
+pub mod notification_service;
 pub mod package_client;
 pub mod promotion_service;
 pub mod status;
@@ -34,9 +35,19 @@ where
             authed.clone(),
         ))
         .add_service(InterceptedService::new(
-            pb::promotion_service_server::PromotionServiceServer::new(promotion_service::PromotionApi::new(state))
-                .max_decoding_message_size(limit)
-                .max_encoding_message_size(limit),
+            pb::promotion_service_server::PromotionServiceServer::new(promotion_service::PromotionApi::new(
+                state.clone(),
+            ))
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit),
+            authed.clone(),
+        ))
+        .add_service(InterceptedService::new(
+            pb::notification_service_server::NotificationServiceServer::new(
+                notification_service::NotificationApi::new(state),
+            )
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit),
             authed,
         ))
 }

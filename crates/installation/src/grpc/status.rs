@@ -79,6 +79,9 @@ impl From<InstallError> for Status {
             InstallError::PreRunNotFound(id) => {
                 status(Code::NotFound, "PRE_RUN_NOT_FOUND", format!("pre-run {id} not found"), [("pre_run_id", id)])
             }
+            InstallError::SubscriptionNotFound(id) => {
+                status(Code::NotFound, "SUBSCRIPTION_NOT_FOUND", format!("subscription {id} not found"), [("id", id)])
+            }
             InstallError::InstallationNotFound(id) => {
                 status(Code::NotFound, "INSTALLATION_NOT_FOUND", format!("installation {id} not found"), [("id", id)])
             }
