@@ -241,3 +241,42 @@ async fn page_tokens_hold_only_for_their_list_filters_and_organization() {
     let replay = pb::ListEnvironmentsRequest { page_size: 1, page_token: acme_token };
     admin.environments.list_environments(replay).await.expect("a token outlives a restart");
 }
+
+/// A comment as long as the service takes (4,000 characters), in four-byte characters.
+fn longest_comment() -> String {
+    "𝔸".repeat(4000)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promotion_lists_and_the_audit_trail_stay_under_the_cap_with_the_longest_comments() {
+    let services = DevServices::start().await;
+    let mut alice = services.clients("alice").await;
+    let admin = services.clients("admin").await;
+    // Seventy requests of 16 KiB comments and 1 KiB package names: one page of 1,000 would
+    // be 1.2 MiB before anything else a request carries.
+    let requests = 70;
+    for n in 0..requests {
+        let name = format!("{n:03} {}", "𝔸".repeat(251));
+        let package = group_package(&mut alice, &name, &[pb::PackageStatus::Preview]).await;
+        let req = pb::RequestPromotionRequest {
+            package_id: package.id,
+            target_environment: "qa".into(),
+            comment: longest_comment(),
+            request_id: uuid::Uuid::new_v4().to_string(),
+            ..Default::default()
+        };
+        alice.promotions.request_promotion(req).await.expect("a request with the longest comment");
+    }
+    let mut promotions = admin.promotions.clone();
+    let list = pb::ListPromotionRequestsRequest { page_size: 1000, ..Default::default() };
+    let (seen, pages) = page_through!(promotions, list_promotion_requests, list, promotion_requests);
+    assert!(seen >= requests && pages >= 2, "{seen} requests in {pages} pages");
+    let list = pb::ListPromotionTasksRequest { page_size: 1000, ..Default::default() };
+    let (seen, pages) = page_through!(promotions, list_promotion_tasks, list, promotion_requests);
+    assert!(seen >= requests && pages >= 2, "{seen} tasks in {pages} pages");
+    for mut audit in [admin.package_audit.clone(), admin.installation_audit.clone()] {
+        let list = pb::ListAuditEventsRequest { page_size: 1000, ..Default::default() };
+        let (seen, _) = page_through!(audit, list_audit_events, list, events);
+        assert!(seen >= requests, "{seen} events");
+    }
+}
