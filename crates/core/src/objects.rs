@@ -58,6 +58,20 @@ pub struct ConfigObject {
 }
 
 impl ConfigObject {
+    /// An object with no fields, parent or references, not yet written anywhere.
+    pub fn new(obj_code: impl Into<String>, id: impl Into<String>, name: impl Into<String>) -> Self {
+        ConfigObject {
+            obj_code: obj_code.into(),
+            id: id.into(),
+            name: name.into(),
+            fields: Map::new(),
+            parent: None,
+            references: vec![],
+            revision: 0,
+            update_time: None,
+        }
+    }
+
     pub fn key(&self) -> ObjectKey {
         ObjectKey::new(&self.obj_code, &self.id)
     }

@@ -310,16 +310,7 @@ mod tests {
     use serde_json::json;
 
     fn obj(code: &str, n: u32, name: &str) -> ConfigObject {
-        ConfigObject {
-            obj_code: code.into(),
-            id: format!("{n:032x}"),
-            name: name.into(),
-            fields: Default::default(),
-            parent: None,
-            references: vec![],
-            revision: 0,
-            update_time: None,
-        }
+        ConfigObject::new(code, format!("{n:032x}"), name)
     }
 
     fn reason(r: Result<(), Violation>) -> &'static str {

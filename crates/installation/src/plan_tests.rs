@@ -15,16 +15,7 @@ use promotion_store::installation::ObjectQuery;
 use promotion_store::InstallationStore;
 
 pub(crate) fn obj(code: &str, n: u32, name: &str) -> ConfigObject {
-    ConfigObject {
-        obj_code: code.into(),
-        id: format!("{n:032x}"),
-        name: name.into(),
-        fields: Default::default(),
-        parent: None,
-        references: vec![],
-        revision: 0,
-        update_time: None,
-    }
+    ConfigObject::new(code, format!("{n:032x}"), name)
 }
 
 pub(crate) fn owned(mut o: ConfigObject, parent: &ConfigObject) -> ConfigObject {
