@@ -242,6 +242,10 @@ async fn a_freeze_refuses_accept_install_and_rollback_allows_pre_runs_and_reques
     // Lifted, the same calls go through.
     let read = policy(&mut admin, "qa").await.unwrap();
     update_policy(&mut admin, pb::EnvironmentPolicy { freezes: vec![], ..read }, &["freezes"]).await.unwrap();
+    // An override reason is an admin's, open or not: an outside tester's bob got through with one.
+    let not_admin = install(&mut bob, &package.id, "qa", "urgent").await;
+    assert_status(not_admin, Code::PermissionDenied, "PERMISSION_DENIED");
+    assert_eq!(installations_into(&mut admin, "qa").await, 0, "the refused override wrote nothing");
     let accepted = accept(&mut bob, &r.id, "").await.expect("accepted once the freeze is lifted");
     assert_eq!(accepted.status, pb::PromotionStatus::Accepted as i32);
 

@@ -153,6 +153,8 @@ fn updated_event(
 
 /// Refuses `action` (an install, accept or rollback) on `env` while its policy closes it,
 /// unless an admin gives an override reason; a used override is audited with the reason.
+/// Only admins may give one at all, open or closed, so that whether a call is refused does
+/// not depend on the clock.
 pub async fn check_window(
     state: &State,
     caller: &Identity,
@@ -160,15 +162,18 @@ pub async fn check_window(
     action: &str,
     override_reason: &str,
 ) -> Result<(), InstallError> {
+    let overriding = !override_reason.trim().is_empty();
+    if overriding {
+        state.require(caller, env, Permission::PolicyWrite).await.map_err(|e| InstallError::Refused(e.into()))?;
+    }
     let Some(closed) = current(state, env).await?.closed_at(Utc::now()) else { return Ok(()) };
-    if override_reason.trim().is_empty() {
+    if !overriding {
         return Err(InstallError::OutsideWindow {
             environment: env.to_string(),
             reason: closed.reason,
             opens: closed.opens,
         });
     }
-    state.require(caller, env, Permission::PolicyWrite).await.map_err(|e| InstallError::Refused(e.into()))?;
     let event = AuditEvent::new(SERVICE_NAME, caller, env, "PROMOTION_WINDOW_OVERRIDDEN", ("environment_policy", env))
         .detail("action", action)
         .detail("override_reason", override_reason)
